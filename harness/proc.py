@@ -1,0 +1,143 @@
+"""Run local commands: the only place klharness starts a subprocess.
+
+Why one helper: every command needs a timeout, an argv list (never a shell
+string), a log line, and a process-group kill on timeout so that nothing a
+command spawned outlives it.  ``ruff`` bans ``subprocess`` everywhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import CommandError, CommandTimeout
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a finished command did."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    duration: float
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+    def describe(self) -> str:
+        """One line naming the command and how it ended, plus the stderr tail."""
+        how = "timed out" if self.timed_out else f"exited {self.returncode}"
+        tail = (self.stderr or self.stdout).strip().splitlines()[-5:]
+        detail = ("\n  " + "\n  ".join(tail)) if tail else ""
+        return f"`{shlex.join(self.argv)}` {how} after {self.duration:.1f}s{detail}"
+
+
+def run(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    timeout: float,
+    check: bool = True,
+    cwd: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    input_text: str | None = None,
+    input_bytes: bytes | None = None,
+) -> CommandResult:
+    """Run ``argv`` and wait at most ``timeout`` seconds.
+
+    On timeout the whole process group is killed and :class:`CommandTimeout`
+    is raised (always, even with ``check=False``: a hung command is never a
+    normal result).  With ``check=True`` a non-zero exit raises
+    :class:`CommandError` carrying the stderr tail.
+    """
+    args = tuple(os.fspath(a) for a in argv)
+    log.debug("run (timeout %.0fs): %s", timeout, shlex.join(args))
+    full_env = None if env is None else {**os.environ, **env}
+    start = time.monotonic()
+    proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
+        args,
+        cwd=cwd,
+        env=full_env,
+        stdin=subprocess.PIPE if (input_text is not None or input_bytes is not None) else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    data = input_bytes if input_bytes is not None else (input_text.encode() if input_text is not None else None)
+    try:
+        out, err = proc.communicate(data, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        out, err = proc.communicate()
+        result = CommandResult(args, -9, out.decode(errors="replace"), err.decode(errors="replace"),
+                               time.monotonic() - start, timed_out=True)
+        raise CommandTimeout(result.describe()) from None
+    except BaseException:
+        _kill_group(proc)
+        proc.wait()
+        raise
+    result = CommandResult(args, proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"),
+                           time.monotonic() - start)
+    if check and result.returncode != 0:
+        raise CommandError(result.describe())
+    return result
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+class Background:
+    """A long-lived helper process (a daemon, a console reader) as a context manager.
+
+    The process runs in its own group; leaving the ``with`` block terminates
+    the group, waits ``grace`` seconds, then kills it.
+    """
+
+    def __init__(self, argv: Sequence[str | os.PathLike[str]], *, stdout_path: Path | None = None,
+                 env: Mapping[str, str] | None = None, grace: float = 3.0) -> None:
+        self.argv = tuple(os.fspath(a) for a in argv)
+        self.stdout_path = stdout_path
+        self.env = None if env is None else {**os.environ, **env}
+        self.grace = grace
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Background:
+        log.debug("start background: %s", shlex.join(self.argv))
+        out = open(self.stdout_path, "wb") if self.stdout_path else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out,  # noqa: S603
+                                         stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+        finally:
+            if self.stdout_path:
+                out.close()  # type: ignore[union-attr]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=self.grace)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            _kill_group(proc)
+            proc.wait()
