@@ -7,6 +7,7 @@ command spawned outlives it.  ``ruff`` bans ``subprocess`` everywhere else.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
@@ -66,7 +67,7 @@ def run(
     log.debug("run (timeout %.0fs): %s", timeout, shlex.join(args))
     full_env = None if env is None else {**os.environ, **env}
     start = time.monotonic()
-    proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
+    proc = subprocess.Popen(
         args,
         cwd=cwd,
         env=full_env,
@@ -96,10 +97,8 @@ def run(
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 class Background:
@@ -119,9 +118,9 @@ class Background:
 
     def __enter__(self) -> Background:
         log.debug("start background: %s", shlex.join(self.argv))
-        out = open(self.stdout_path, "wb") if self.stdout_path else subprocess.DEVNULL  # noqa: SIM115
+        out = open(self.stdout_path, "wb") if self.stdout_path else subprocess.DEVNULL
         try:
-            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out,  # noqa: S603
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out,
                                          stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
         finally:
             if self.stdout_path:

@@ -44,28 +44,28 @@ class _Reader:
     def _fail(self, key: str, want: str, got: object) -> ProbeOutputError:
         return ProbeOutputError(f"{self.source}: {self._at(key)}: expected {want}, got {_kind(got)} {_short(got)}")
 
-    def str(self, key: str) -> str:
+    def text(self, key: str) -> str:
         v = self._get(key)
         if not isinstance(v, str):
             raise self._fail(key, "a string", v)
         return v
 
-    def opt_str(self, key: str) -> str | None:
+    def opt_text(self, key: str) -> str | None:
         v = self._get(key)
         if v is None:
             return None
-        return self.str(key)
+        return self.text(key)
 
-    def int(self, key: str) -> int:
+    def integer(self, key: str) -> int:
         v = self._get(key)
         if not isinstance(v, int) or isinstance(v, bool):
             raise self._fail(key, "an integer", v)
         return v
 
-    def opt_int(self, key: str) -> int | None:
-        return None if self._get(key) is None else self.int(key)
+    def opt_integer(self, key: str) -> int | None:
+        return None if self._get(key) is None else self.integer(key)
 
-    def num(self, key: str) -> float:
+    def number(self, key: str) -> float:
         v = self._get(key)
         if v is None:
             return float("nan")
@@ -73,7 +73,7 @@ class _Reader:
             raise self._fail(key, "a number", v)
         return float(v)
 
-    def bool(self, key: str) -> bool:
+    def flag(self, key: str) -> bool:
         v = self._get(key)
         if not isinstance(v, bool):
             raise self._fail(key, "true or false", v)
@@ -85,7 +85,7 @@ class _Reader:
     def opt_obj(self, key: str) -> _Reader | None:
         return None if self.data.get(key) is None else self.obj(key)
 
-    def list(self, key: str) -> list[object]:
+    def items(self, key: str) -> list[object]:
         v = self._get(key)
         if not isinstance(v, list):
             raise self._fail(key, "a list", v)
@@ -188,33 +188,33 @@ class ProbeDocument:
 
 
 def _regs(r: _Reader) -> Regs:
-    return Regs(r.int("eax"), r.int("ebx"), r.int("ecx"), r.int("edx"))
+    return Regs(r.integer("eax"), r.integer("ebx"), r.integer("ecx"), r.integer("edx"))
 
 
 def _cpu(r: _Reader) -> CpuBlock:
-    source = r.str("source")
+    source = r.text("source")
     if source not in ("hardware", "emulated"):
         raise ProbeOutputError(f"{r.source}: {r.path}.source: {source!r} is neither 'hardware' nor 'emulated'")
     leaf19 = r.opt_obj("leaf19")
-    return CpuBlock(source, r.str("vendor"), r.bool("hypervisor"), r.int("max_leaf"), r.bool("aesni"),
+    return CpuBlock(source, r.text("vendor"), r.flag("hypervisor"), r.integer("max_leaf"), r.flag("aesni"),
                     _regs(r.obj("leaf7")), _regs(leaf19) if leaf19 else None)
 
 
 def _observation(r: _Reader) -> Observation:
-    prov = r.str("provenance")
+    prov = r.text("provenance")
     if prov not in PROVENANCES:
         raise ProbeOutputError(f"{r.source}: {r.path}.provenance: {prov!r} is not one of {sorted(PROVENANCES)}")
-    signal = r.opt_str("signal")
+    signal = r.opt_text("signal")
     if signal is not None and signal not in SIGNALS:
         raise ProbeOutputError(f"{r.source}: {r.path}.signal: unknown signal {signal!r}")
-    zf = r.opt_int("zf")
+    zf = r.opt_integer("zf")
     if zf not in (None, 0, 1):
         raise ProbeOutputError(f"{r.source}: {r.path}.zf: {zf} is not 0 or 1")
     facts = r.mapping("facts")
     for name, value in facts.items():
         if not isinstance(value, bool):
             raise ProbeOutputError(f"{r.source}: {r.path}.facts.{name}: expected true or false, got {_kind(value)}")
-    return Observation(r.str("id"), prov, r.str("op"), signal, zf, r.opt_int("rflags"),
+    return Observation(r.text("id"), prov, r.text("op"), signal, zf, r.opt_integer("rflags"),
                        r.mapping("inputs"), r.mapping("outputs"), facts)
 
 
@@ -223,16 +223,19 @@ def _timing(r: _Reader) -> Timing:
     figures = {}
     for name in figs.data:
         f = figs.obj(name)
-        figures[name] = TimingFigure(name, f.str("provenance"), f.str("unit"), f.num("median"), f.num("p10"),
-                                     f.num("p90"), f.num("min"), f.num("spread"), f.int("reps"), f.int("iters"))
+        figures[name] = TimingFigure(name, f.text("provenance"), f.text("unit"), f.number("median"),
+                                     f.number("p10"), f.number("p90"), f.number("min"), f.number("spread"),
+                                     f.integer("reps"), f.integer("iters"))
     ratios_r = r.obj("ratios")
-    ratios = {k: ratios_r.num(k) for k in ratios_r.data}
-    return Timing(r.bool("pinned"), r.int("cpu"), r.num("tsc_hz"), figures, ratios, r.num("worst_spread"),
-                  r.bool("trustworthy"))
+    ratios = {k: ratios_r.number(k) for k in ratios_r.data}
+    return Timing(r.flag("pinned"), r.integer("cpu"), r.number("tsc_hz"), figures, ratios, r.number("worst_spread"),
+                  r.flag("trustworthy"))
 
 
 def parse_probe_output(text: str | bytes, source: str = "probe output") -> ProbeDocument:
     """Parse and validate one probe document; ``source`` names it in errors (a path or guest name)."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
     if len(text) > MAX_DOCUMENT_BYTES:
         raise ProbeOutputError(f"{source}: {len(text)} bytes is larger than any probe document "
                                f"({MAX_DOCUMENT_BYTES} bytes max): not probe output?")
@@ -241,24 +244,25 @@ def parse_probe_output(text: str | bytes, source: str = "probe output") -> Probe
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        hint = " (truncated: the probe did not finish)" if err.pos >= len(text.rstrip()) - 1 else ""
+        ends_like_document = text.rstrip().endswith("}")
+        hint = "" if ends_like_document else " (truncated: the probe did not finish)"
         raise ProbeOutputError(f"{source}: not valid JSON at line {err.lineno} column {err.colno}: "
                                f"{err.msg}{hint}") from err
     top = _Reader(data, "", source)
-    schema = top.str("schema")
+    schema = top.text("schema")
     if schema != SCHEMA:
         raise ProbeOutputError(f"{source}: schema: {schema!r} is not {SCHEMA!r}: not a klprobe document")
-    version = top.int("schema_version")
+    version = top.integer("schema_version")
     if version != SCHEMA_VERSION:
         raise ProbeOutputError(f"{source}: schema_version: {version} but this klharness reads version "
                                f"{SCHEMA_VERSION}; rebuild the probe from this checkout (klharness probe build)")
     if data.get("complete") is not True:
         raise ProbeOutputError(f"{source}: complete: missing: the document was cut short")
-    backend = top.str("backend")
+    backend = top.text("backend")
     if backend not in PROVENANCES:
         raise ProbeOutputError(f"{source}: backend: {backend!r} is not one of {sorted(PROVENANCES)}")
     observations = []
-    for i, item in enumerate(top.list("observations")):
+    for i, item in enumerate(top.items("observations")):
         observations.append(_observation(_Reader(item, f"observations[{i}]", source)))
     seen: set[str] = set()
     for obs in observations:
@@ -270,16 +274,16 @@ def parse_probe_output(text: str | bytes, source: str = "probe output") -> Probe
     emulator = top.opt_obj("emulator")
     return ProbeDocument(
         schema_version=version,
-        probe_version=top.str("probe_version"),
+        probe_version=top.text("probe_version"),
         backend=backend,
-        backend_reason=top.str("backend_reason"),
-        kl_usable=top.bool("kl_usable"),
-        cpl=top.int("cpl"),
-        boot_id=top.str("boot_id"),
+        backend_reason=top.text("backend_reason"),
+        kl_usable=top.flag("kl_usable"),
+        cpl=top.integer("cpl"),
+        boot_id=top.text("boot_id"),
         emulator=emulator.data if emulator else None,
         hardware_cpu=_cpu(top.obj("hardware_cpu")),
         cpu=_cpu(top.obj("cpu")),
         observations=tuple(observations),
         timing=_timing(timing_r) if timing_r else None,
-        emulator_stats={k: stats.int(k) for k in stats.data} if stats else None,
+        emulator_stats={k: stats.integer(k) for k in stats.data} if stats else None,
     )
