@@ -1,0 +1,165 @@
+"""Load a matrix config: declared settings per section, then cross-field checks in one place."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any
+
+from harness.config import fields as f
+from harness.config.model import LIFECYCLE_EVENTS, RESTRICTIONS, Config, GuestConfig, KlConfig, RunSettings
+from harness.config.yamlpos import Located, PathKey, load_yaml
+from harness.timeouts import Timeouts
+
+KNOWN_IMAGES = ("mini", "debian", "cloud")
+_URI_RE = re.compile(r"^[a-z][a-z0-9+]*://[^\s]*/[a-z]*(\?\S*)?$")
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
+_FEATURE_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+def uri(v: Any) -> str:
+    if not isinstance(v, str) or not _URI_RE.match(v):
+        raise ValueError(f"{v!r} is not a libvirt URI (e.g. qemu:///system or qemu+ssh://lab1/system)")
+    return v
+
+
+def guest_name(v: Any) -> str:
+    if not isinstance(v, str) or not _NAME_RE.match(v):
+        raise ValueError(f"{v!r} is not a guest name (lower-case letters, digits and '-', at most 31)")
+    return v
+
+
+RUN_SETTINGS = (
+    f.Setting("uri", uri, "qemu:///system", "libvirt URI"),
+    f.Setting("accel", f.choice("auto", "kvm", "tcg"), "auto", "accelerator; auto proves KVM usable first"),
+    f.Setting("kl_backend", f.choice("auto", "native", "emulated"), "auto", "how guests get Key Locker"),
+    f.Setting("profile", f.string, "emulated", "expectation profile in configs/profiles/"),
+    f.Setting("parallel", f.integer(1, 64), 2, "guests booted at once"),
+    f.Setting("keep", f.choice("failed", "all", "none"), "failed", "which guests' artifacts to keep"),
+    f.Setting("results", f.string, "results", "results root directory"),
+    f.Setting("host_uses_kl", f.boolean, False, "model a host kernel that itself uses Key Locker"),
+    f.Setting("kl_feature_name", f.string, "keylocker", "CPU feature name of KL in a patched libvirt/QEMU"),
+)
+
+KL_SETTINGS = (
+    f.Setting("enabled", f.boolean, False, "expose Key Locker (CPUID.7.0:ECX[23])"),
+    f.Setting("aeskle", f.boolean, True, "AESKLE reads 1 once CR4.KL is set"),
+    f.Setting("wide", f.boolean, True, "AES*WIDE*KL (0x19:EBX[2])"),
+    f.Setting("backup", f.boolean, True, "IWKey backup MSRs (0x19:EBX[4])"),
+    f.Setting("restrictions", f.string_list(RESTRICTIONS), RESTRICTIONS, "handle restrictions supported"),
+    f.Setting("nobackup", f.boolean, False, "advertise LOADIWKEY NoBackup (0x19:ECX[0])"),
+    f.Setting("random_keysource", f.boolean, False, "advertise hardware-random KeySource (0x19:ECX[1])"),
+    f.Setting("leaf19_present_zero", f.boolean, False, "leaf 0x19 present but all zero, KL absent"),
+)
+
+GUEST_SETTINGS = (
+    f.Setting("name", guest_name, None, "guest name", required=True),
+    f.Setting("image", f.choice(*KNOWN_IMAGES), "mini", "guest image"),
+    f.Setting("vcpus", f.integer(1, 64), 1, "vCPUs at boot"),
+    f.Setting("max_vcpus", f.integer(1, 64), None, "vCPU ceiling for hotplug"),
+    f.Setting("memory", f.size_mib(64, 64 * 1024), 512, "memory, e.g. 512M or 2G"),
+    f.Setting("cpu_model", f.string, "max", "QEMU CPU model"),
+    f.Setting("cpu_features", lambda v: v, {}, "map of CPU feature -> require|disable"),
+    f.Setting("extra_qemu_cpu_args", f.string_list(), (), "PROP=VALUE CPU properties for a patched QEMU"),
+    f.Setting("kl", lambda v: v, {}, "Key Locker exposure"),
+    f.Setting("kl_backend", f.choice("auto", "native", "emulated"), None, "override run.kl_backend"),
+    f.Setting("lifecycle", f.string_list(LIFECYCLE_EVENTS), None, "override the top-level lifecycle list"),
+)
+
+TOP_SETTINGS = (
+    f.Setting("run", lambda v: v, {}, "run settings"),
+    f.Setting("guests", lambda v: v, None, "list of guests", required=True),
+    f.Setting("lifecycle", f.string_list(LIFECYCLE_EVENTS), (), "lifecycle events for KL guests"),
+    f.Setting("timeouts", lambda v: v, {}, "timeout overrides in seconds"),
+    f.Setting("images", lambda v: v, {}, "image options (cloud: {path: ...})"),
+)
+
+TIMEOUT_SETTINGS = tuple(f.Setting(fl.name, f.positive_seconds, fl.default, f"{fl.name} timeout")
+                         for fl in dataclasses.fields(Timeouts))
+
+
+def load_config(path: Path | str, *, display: str | None = None) -> Config:
+    """Load and validate a matrix config; every error names file:line: field and the fix."""
+    path = Path(path)
+    doc = load_yaml(path, display=display or str(path))
+    top = f.parse_section(doc, (), doc.data, TOP_SETTINGS)
+    run = RunSettings(**f.parse_section(doc, ("run",), top["run"], RUN_SETTINGS))
+    timeouts = Timeouts(**f.parse_section(doc, ("timeouts",), top["timeouts"], TIMEOUT_SETTINGS))
+    cloud = _images(doc, top["images"])
+    if not isinstance(top["guests"], list) or not top["guests"]:
+        raise doc.error(("guests",), "expected a non-empty list of guests")
+    guests = tuple(_guest(doc, ("guests", i), raw) for i, raw in enumerate(top["guests"]))
+    config = Config(doc.source, run, guests, top["lifecycle"], timeouts, cloud)
+    _cross_checks(doc, config)
+    return config
+
+
+def _images(doc: Located, raw: Any) -> str | None:
+    section = f.parse_section(doc, ("images",), raw, (f.Setting("cloud", lambda v: v, {}, "cloud image"),))
+    cloud = f.parse_section(doc, ("images", "cloud"), section["cloud"],
+                            (f.Setting("path", f.string, None, "absolute path of a qcow2 cloud image"),))
+    path = cloud["path"]
+    if path is not None and not Path(path).is_absolute():
+        raise doc.error(("images", "cloud", "path"), f"{path!r} must be an absolute path")
+    return path  # type: ignore[no-any-return]
+
+
+def _guest(doc: Located, path: PathKey, raw: Any) -> GuestConfig:
+    g = f.parse_section(doc, path, raw, GUEST_SETTINGS)
+    kl = KlConfig(**f.parse_section(doc, (*path, "kl"), g.pop("kl"), KL_SETTINGS))
+    features = _features(doc, (*path, "cpu_features"), g.pop("cpu_features"))
+    memory = g.pop("memory")
+    return GuestConfig(kl=kl, cpu_features=features, memory_mib=memory, line=doc.line(path), **g)
+
+
+def _features(doc: Located, path: PathKey, raw: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(raw, dict):
+        raise doc.error(path, "expected a mapping of feature name -> require|disable (e.g. {aes: disable})")
+    out = []
+    for name, policy in raw.items():
+        if not _FEATURE_RE.match(name):
+            raise doc.error((*path, name), f"{name!r} is not a CPU feature name (lower case, e.g. aes)")
+        try:
+            out.append((name, f.choice("require", "disable", "force", "optional", "forbid")(policy)))
+        except ValueError as err:
+            raise doc.error((*path, name), str(err)) from None
+    return tuple(out)
+
+
+def _cross_checks(doc: Located, c: Config) -> None:
+    """Combinations no single field can reject; all of them live here."""
+    seen: dict[str, int] = {}
+    for i, g in enumerate(c.guests):
+        where: PathKey = ("guests", i)
+        if g.name in seen:
+            raise doc.error((*where, "name"), f"{g.name!r} is already the name of guests[{seen[g.name]}]")
+        seen[g.name] = i
+        if g.max_vcpus is not None and g.max_vcpus < g.vcpus:
+            raise doc.error((*where, "max_vcpus"), f"{g.max_vcpus} is below vcpus ({g.vcpus}); raise it or drop it")
+        kl = g.kl
+        if not kl.enabled:
+            for sub in ("nobackup", "random_keysource"):
+                if getattr(kl, sub):
+                    raise doc.error((*where, "kl", sub), f"{sub} without KL: set kl.enabled: true or drop {sub}")
+        if kl.enabled and kl.leaf19_present_zero:
+            raise doc.error((*where, "kl", "leaf19_present_zero"),
+                            "a 'leaf 0x19 present but zero' guest has no KL: drop kl.enabled or this setting")
+        if not kl.enabled and _explicit(doc, (*where, "kl"), ("wide", "backup", "restrictions", "aeskle")):
+            key = _explicit(doc, (*where, "kl"), ("wide", "backup", "restrictions", "aeskle"))
+            raise doc.error((*where, "kl", key), f"{key} without KL: set kl.enabled: true or drop {key}")
+        if g.image == "cloud" and c.cloud_image is None:
+            raise doc.error((*where, "image"), "image 'cloud' needs images.cloud.path (a qcow2 you bring)")
+        if g.lifecycle and "vcpu-hotplug" in g.lifecycle and (g.max_vcpus or g.vcpus) <= g.vcpus:
+            raise doc.error((*where, "lifecycle"), "vcpu-hotplug needs max_vcpus above vcpus")
+    if "vcpu-hotplug" in c.lifecycle and not any((g.max_vcpus or g.vcpus) > g.vcpus for g in c.guests
+                                                 if g.kl.enabled):
+        raise doc.error(("lifecycle",), "vcpu-hotplug needs a KL guest with max_vcpus above vcpus")
+
+
+def _explicit(doc: Located, path: PathKey, keys: tuple[str, ...]) -> str | None:
+    """The first of ``keys`` written explicitly under ``path`` (defaults don't count)."""
+    for key in keys:
+        if (*path, key) in doc.lines:
+            return key
+    return None

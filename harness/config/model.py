@@ -1,0 +1,81 @@
+"""The typed, frozen form of a klharness config (one dataclass per YAML section)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from harness.timeouts import Timeouts
+
+LIFECYCLE_EVENTS = ("save-restore", "managed-save", "reboot", "suspend", "vcpu-hotplug", "migrate")
+RESTRICTIONS = ("cpl0", "noencrypt", "nodecrypt")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """``run:`` — where and how the matrix runs."""
+
+    uri: str = "qemu:///system"
+    accel: str = "auto"          # auto | kvm | tcg
+    kl_backend: str = "auto"     # auto | native | emulated
+    profile: str = "emulated"
+    parallel: int = 2            # guests booted at once
+    keep: str = "failed"         # failed | all | none: artifacts kept per guest
+    results: str = "results"     # results root directory
+    host_uses_kl: bool = False   # modelled host state: the host kernel itself uses KL
+    kl_feature_name: str = "keylocker"  # CPU feature name a patched libvirt/QEMU knows
+
+
+@dataclass(frozen=True)
+class KlConfig:
+    """``guests[].kl`` — the Key Locker a guest's virtual CPU exposes."""
+
+    enabled: bool = False
+    aeskle: bool = True
+    wide: bool = True
+    backup: bool = True
+    restrictions: tuple[str, ...] = RESTRICTIONS
+    nobackup: bool = False
+    random_keysource: bool = False
+    leaf19_present_zero: bool = False
+
+
+@dataclass(frozen=True)
+class GuestConfig:
+    """``guests[]`` — one guest specification of the matrix."""
+
+    name: str
+    image: str = "mini"
+    vcpus: int = 1
+    max_vcpus: int | None = None
+    memory_mib: int = 512
+    cpu_model: str = "max"
+    cpu_features: tuple[tuple[str, str], ...] = ()
+    extra_qemu_cpu_args: tuple[str, ...] = ()
+    kl: KlConfig = field(default_factory=KlConfig)
+    kl_backend: str | None = None     # overrides run.kl_backend
+    lifecycle: tuple[str, ...] | None = None  # overrides the top-level list
+    line: int = 0                     # where it was declared, for messages
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str
+    run: RunSettings
+    guests: tuple[GuestConfig, ...]
+    lifecycle: tuple[str, ...] = ()
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    cloud_image: str | None = None
+
+    def guest(self, name: str) -> GuestConfig:
+        for g in self.guests:
+            if g.name == name:
+                return g
+        raise KeyError(name)
+
+    def lifecycle_for(self, guest: GuestConfig) -> tuple[str, ...]:
+        """Lifecycle events that apply to a guest: only KL-enabled guests have handles to keep."""
+        events = guest.lifecycle if guest.lifecycle is not None else self.lifecycle
+        if not guest.kl.enabled:
+            return ()
+        top = guest.max_vcpus or guest.vcpus
+        return tuple(e for e in events if e != "vcpu-hotplug" or top > guest.vcpus)

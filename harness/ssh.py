@@ -1,0 +1,236 @@
+"""SSH into guests: per-run keys, pinned host keys, and every call bounded.
+
+Why not ``SSHClient.connect``: we need each phase bounded separately (TCP
+greeting, banner/kex, auth, exec, transfer), the host key compared with the
+one recorded at image build (never auto-accepted), and the greeting read on
+a plain socket first — QEMU's port forward accepts TCP long before the
+guest's sshd listens, and paramiko would otherwise sit in its banner timeout.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import select
+import shlex
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from harness.errors import SSHError
+from harness.timeouts import Timeouts
+from harness.wait import NotYet, wait_for
+
+log = logging.getLogger(__name__)
+
+# Errors that mean "the guest is not up yet" while waiting for the greeting.
+TRANSIENT_NET_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError, socket.timeout, OSError)
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    """A run's SSH key pair on disk (private key 0600)."""
+
+    private_path: Path
+    public_line: str  # "ssh-ed25519 AAAA... klharness-<run>"
+
+    def load(self) -> paramiko.PKey:
+        return paramiko.Ed25519Key.from_private_key_file(str(self.private_path))
+
+
+def generate_keypair(directory: Path, comment: str) -> KeyPair:
+    """A fresh Ed25519 key pair for one run; never reused (the directory is per run)."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    path = directory / "id_ed25519"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, private)
+    finally:
+        os.close(fd)
+    line = f"{public.decode()} {comment}"
+    (directory / "id_ed25519.pub").write_text(line + "\n")
+    return KeyPair(path, line)
+
+
+@dataclass(frozen=True)
+class RemoteResult:
+    """What a guest command did."""
+
+    command: str
+    rc: int
+    stdout: bytes
+    stderr: bytes
+    duration: float
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0 and not self.timed_out
+
+    def text(self) -> str:
+        return self.stdout.decode(errors="replace")
+
+    def describe(self) -> str:
+        how = "timed out" if self.timed_out else f"exited {self.rc}"
+        tail = self.stderr.decode(errors="replace").strip().splitlines()[-5:]
+        return f"`{self.command}` {how} after {self.duration:.1f}s" + ("\n  " + "\n  ".join(tail) if tail else "")
+
+
+def read_greeting(host: str, port: int, timeout: float) -> str:
+    """Connect and read the server's identification line; NotYet when it is not an SSH server (yet)."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.settimeout(timeout)
+        data = b""
+        while b"\n" not in data and len(data) < 256:
+            chunk = sock.recv(256)
+            if not chunk:
+                raise NotYet(f"{host}:{port} closed the connection before a greeting")
+            data += chunk
+    line = data.split(b"\n", 1)[0].decode(errors="replace").strip()
+    if not line.startswith("SSH-"):
+        raise NotYet(f"{host}:{port} answered {line[:40]!r}, not an SSH greeting")
+    return line
+
+
+def pinned_key_matches(expected_line: str, key: paramiko.PKey) -> bool:
+    """Compare an ``ssh-<type> <base64>`` line with the key the server presented."""
+    parts = expected_line.split()
+    if len(parts) < 2:
+        return False
+    try:
+        expected_blob = base64.b64decode(parts[1])
+    except ValueError:
+        return False
+    return parts[0] == key.get_name() and expected_blob == key.asbytes()
+
+
+class Session:
+    """One authenticated SSH connection to a guest, reused for every command."""
+
+    def __init__(self, transport: paramiko.Transport, where: str, timeouts: Timeouts) -> None:
+        self._transport = transport
+        self.where = where
+        self.timeouts = timeouts
+
+    @classmethod
+    def connect(cls, host: str, port: int, *, user: str, key: KeyPair, host_key: str | None,
+                timeouts: Timeouts, deadline: float | None = None,
+                detail: Callable[[], str] | None = None) -> Session:
+        """Wait for the greeting, then handshake, verify the pinned host key, authenticate.
+
+        ``host_key=None`` is refused: an unpinned guest would be blind trust.
+        """
+        where = f"{user}@{host}:{port}"
+        if not host_key:
+            raise SSHError(f"{where}: no pinned host key for this guest; klharness never accepts an unknown "
+                           "host key (record it at image build, or read it from the console)")
+        wait_for(f"the SSH greeting on {host}:{port}", lambda: read_greeting(host, port, timeouts.ssh_greeting),
+                 timeout=deadline if deadline is not None else timeouts.boot, transient=TRANSIENT_NET_ERRORS,
+                 error=SSHError, detail=detail)
+        sock = socket.create_connection((host, port), timeout=timeouts.ssh_banner)
+        transport = paramiko.Transport(sock)
+        transport.banner_timeout = timeouts.ssh_banner
+        transport.handshake_timeout = timeouts.ssh_banner
+        transport.auth_timeout = timeouts.ssh_auth
+        try:
+            transport.start_client(timeout=timeouts.ssh_banner)
+            server_key = transport.get_remote_server_key()
+            if not pinned_key_matches(host_key, server_key):
+                raise SSHError(
+                    f"{where}: host key mismatch: the guest presented {server_key.get_name()} "
+                    f"{server_key.get_base64()[:24]}..., the image recorded {host_key.split()[0]} "
+                    f"{[*host_key.split(), '', ''][1][:24]}...; refusing to continue (rebuild the image "
+                    "if it changed: klharness image build --force NAME)")
+            transport.auth_publickey(user, key.load(), event=None)
+            if not transport.is_authenticated():
+                raise SSHError(f"{where}: public key authentication failed (is the run's key in the guest's "
+                               "authorized_keys? the image takes it from fw_cfg opt/klharness/authorized_key)")
+        except SSHError:
+            transport.close()
+            raise
+        except (paramiko.SSHException, OSError, EOFError) as err:
+            transport.close()
+            raise SSHError(f"{where}: SSH handshake/auth failed: {type(err).__name__}: {err}") from err
+        log.debug("ssh connected: %s", where)
+        return cls(transport, where, timeouts)
+
+    @property
+    def alive(self) -> bool:
+        return self._transport.is_active()
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def run(self, argv: Sequence[str] | str, *, timeout: float | None = None, stdin: bytes | None = None,
+            check: bool = False) -> RemoteResult:
+        """Run a command (argv list, quoted for you) with a hard timeout.
+
+        A timeout closes the channel and returns ``timed_out=True`` (or raises with
+        ``check``); a dropped connection raises SSHError — never a blind rerun,
+        because the command may not be idempotent.
+        """
+        command = argv if isinstance(argv, str) else shlex.join(argv)
+        limit = timeout if timeout is not None else self.timeouts.exec
+        start = time.monotonic()
+        try:
+            chan = self._transport.open_session(timeout=self.timeouts.ssh_banner)
+            chan.settimeout(limit)
+            chan.exec_command(command)
+            if stdin is not None:
+                chan.sendall(stdin)
+            chan.shutdown_write()
+            out, err, timed_out = _drain(chan, start + limit)
+            rc = -1 if timed_out else chan.recv_exit_status()
+            chan.close()
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise SSHError(f"{self.where}: connection lost while running `{command}` after "
+                           f"{time.monotonic() - start:.1f}s: {type(exc).__name__}: {exc} (not retried: the command "
+                           "may have run)") from exc
+        result = RemoteResult(command, rc, out, err, time.monotonic() - start, timed_out)
+        if check and not result.ok:
+            raise SSHError(f"{self.where}: {result.describe()}")
+        return result
+
+    def upload(self, data: bytes, remote_path: str, *, mode: int = 0o755) -> None:
+        """Write ``data`` to ``remote_path`` through an exec channel (no sftp server needed)."""
+        tmp = f"{remote_path}.part"
+        self.run(f"cat > {shlex.quote(tmp)} && chmod {mode:o} {shlex.quote(tmp)} && "
+                 f"mv {shlex.quote(tmp)} {shlex.quote(remote_path)}",
+                 stdin=data, timeout=self.timeouts.upload, check=True)
+
+
+def _drain(chan: paramiko.Channel, deadline: float) -> tuple[bytes, bytes, bool]:
+    """Read stdout and stderr until EOF and exit status, or until the deadline."""
+    out, err = bytearray(), bytearray()
+    while True:
+        if chan.recv_ready():
+            out += chan.recv(65536)
+            continue
+        if chan.recv_stderr_ready():
+            err += chan.recv_stderr(65536)
+            continue
+        if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+            break
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            chan.close()
+            return bytes(out), bytes(err), True
+        select.select([chan], [], [], min(remaining, 0.5))
+    return bytes(out), bytes(err), False

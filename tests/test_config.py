@@ -1,0 +1,60 @@
+"""Config loading: the shipped configs load, and every malformed config in
+tests/data/bad/config fails with the message and line its header expects."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from harness.config import load_config
+from harness.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+BAD = sorted((REPO / "tests/data/bad/config").glob("*.yaml"))
+EXPECT_RE = re.compile(r"^# expect: (\d+): (.*)$")
+
+
+def test_there_are_at_least_thirty_bad_configs() -> None:
+    assert len(BAD) >= 30
+
+
+@pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])
+def test_bad_config_names_file_line_field_and_fix(path: Path) -> None:
+    header = path.read_text().splitlines()[0]
+    m = EXPECT_RE.match(header)
+    assert m, f"{path.name}: first line must be '# expect: LINE: MESSAGE'"
+    line, message = m.groups()
+    with pytest.raises(ConfigError) as err:
+        load_config(path, display=path.name)
+    text = str(err.value)
+    assert text.startswith(f"{path.name}:{line}: "), text
+    assert message in text, text
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_load(path: Path) -> None:
+    config = load_config(path)
+    assert config.guests
+
+
+def test_ci_config_shape() -> None:
+    c = load_config(REPO / "configs/ci.yaml")
+    assert [g.name for g in c.guests] == ["kl-full", "kl-off", "leaf19-zero"]
+    full = c.guest("kl-full")
+    assert full.kl.enabled and full.kl.wide and not full.kl.random_keysource and full.memory_mib == 512
+    assert c.lifecycle_for(full) == ("save-restore", "reboot", "vcpu-hotplug")
+    assert c.lifecycle_for(c.guest("kl-off")) == ()
+
+
+def test_missing_file_says_where_configs_live(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope.yaml: no such file \(configs live in configs/"):
+        load_config(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(("text", "mib"), [("512M", 512), ("2G", 2048), ("1024", 1024), ("1GiB", 1024)])
+def test_sizes(tmp_path: Path, text: str, mib: int) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text(f"guests:\n  - name: a\n    memory: {text}\n")
+    assert load_config(p).guests[0].memory_mib == mib
