@@ -15,9 +15,19 @@ REPO_DIR = PACKAGE_DIR.parent
 
 
 def cache_dir() -> Path:
-    """Build and image cache: ``$KLHARNESS_CACHE`` or ``~/.cache/klharness``."""
+    """Build and image cache: ``$KLHARNESS_CACHE``, else ``/var/cache/klharness`` for root, else
+    ``~/.cache/klharness``.
+
+    Not under root's home: QEMU runs as ``libvirt-qemu`` under ``qemu:///system`` and must
+    traverse every directory down to the kernel, initramfs and base disks (``/root`` is 0700).
+    """
     base = os.environ.get("KLHARNESS_CACHE")
-    path = Path(base) if base else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "klharness"
+    if base:
+        path = Path(base)
+    elif os.geteuid() == 0:
+        path = Path("/var/cache/klharness")
+    else:
+        path = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "klharness"
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -1,0 +1,183 @@
+"""A booted guest the harness can probe: libvirt domain + SSH session + the probe inside.
+
+Why this layer: the run command and the pytest catalogue both need "boot this
+plan, get a shell, run klprobe, survive lifecycle events" with the same
+timeouts, the same secret handling and the same artefacts; harness.virt knows
+domains, harness.ssh knows sessions, this module joins them for Key Locker.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import GuestError, ProbeOutputError, SSHError
+from harness.images.artifact import FWCFG_AUTHORIZED_KEY, FWCFG_KLEMU_CONF, ImageArtifact
+from harness.kl import emuconfig
+from harness.kl.observations import Observation, ProbeDocument, parse_probe_output
+from harness.matrix import GuestPlan
+from harness.ssh import KeyPair, Session
+from harness.timeouts import Timeouts
+from harness.virt.accel import AccelChoice
+from harness.virt.guest import Guest
+from harness.virt.launch import launch
+from harness.virt.registry import RunGuests
+from harness.virt.spec import FwCfgEntry
+
+log = logging.getLogger(__name__)
+
+REMOTE_PROBE = "/tmp/klprobe"
+REMOTE_HANDLE = "/tmp/klh-handle"
+
+
+@dataclass
+class RunContext:
+    """What every guest of one run shares."""
+
+    run_id: str
+    conn: Any
+    keypair: KeyPair
+    timeouts: Timeouts
+    registry: RunGuests
+    probe_binary: Path
+    accel: AccelChoice
+    artifacts: Path  # results/<run>/guests
+
+
+@dataclass
+class ProbeRun:
+    document: ProbeDocument
+    raw: str
+    seconds: float
+
+
+@dataclass
+class ProbeGuest:
+    """One boot of a plan, reachable over SSH, with klprobe uploaded."""
+
+    plan: GuestPlan
+    guest: Guest
+    ctx: RunContext
+    image: ImageArtifact
+    secret: emuconfig.VmSecret | None
+    session: Session | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.guest.name
+
+    def connect(self) -> Session:
+        """(Re)connect SSH and make sure the probe is in place (a reboot empties /tmp)."""
+        if self.session is not None:
+            self.session.close()
+        start = time.monotonic()
+        self.session = Session.connect(
+            "127.0.0.1", self.guest.ssh_port, user=self.image.ssh_user, key=self.ctx.keypair,
+            host_key=self.image.host_key, timeouts=self.ctx.timeouts, deadline=self.ctx.timeouts.boot,
+            detail=lambda: "console tail:\n" + self.guest.console.tail(20))
+        self.timings["ssh_connect"] = time.monotonic() - start
+        start = time.monotonic()
+        present = self.session.run(["test", "-x", REMOTE_PROBE], timeout=self.ctx.timeouts.exec)
+        if present.rc != 0:
+            self.session.upload(self.ctx.probe_binary.read_bytes(), REMOTE_PROBE)
+        self.timings["probe_upload"] = time.monotonic() - start
+        return self.session
+
+    def _session(self) -> Session:
+        if self.session is None or not self.session.alive:
+            return self.connect()
+        return self.session
+
+    def probe(self, *args: str, timing: bool = True) -> ProbeRun:
+        """Run ``klprobe run`` (or another probe command) and parse its document."""
+        argv = [REMOTE_PROBE, *(args or ("run",))]
+        if not timing and "run" in argv:
+            argv.append("--no-timing")
+        start = time.monotonic()
+        res = self._session().run(argv, timeout=self.ctx.timeouts.probe)
+        took = time.monotonic() - start
+        if res.timed_out:
+            raise GuestError(f"guest {self.name}: klprobe did not finish within {self.ctx.timeouts.probe:.0f}s "
+                             "(raise timeouts.probe for slow TCG hosts)")
+        if res.rc not in (0, 1):
+            raise ProbeOutputError(f"guest {self.name}: {res.describe()}")
+        doc = parse_probe_output(res.stdout, f"guest {self.name}")
+        return ProbeRun(doc, res.text(), took)
+
+    def handle_save(self) -> bytes:
+        """Make a handle in the guest now; return the handle file (kept on the host: reboots wipe /tmp)."""
+        session = self._session()
+        session.run([REMOTE_PROBE, "handle", "save", REMOTE_HANDLE], timeout=self.ctx.timeouts.exec, check=True)
+        return session.run(["cat", REMOTE_HANDLE], timeout=self.ctx.timeouts.exec, check=True).stdout
+
+    def handle_check(self, saved: bytes) -> Observation:
+        """Upload the saved handle file and ask the guest's CPU whether it still accepts the handle."""
+        session = self._session()
+        session.upload(saved, REMOTE_HANDLE, mode=0o644)
+        run = self.probe("handle", "check", REMOTE_HANDLE)
+        return run.document.by_id()["handle.check"]
+
+    def run(self, argv: list[str] | str, *, timeout: float | None = None, check: bool = False) -> Any:
+        return self._session().run(argv, timeout=timeout, check=check)
+
+    def drop_session(self) -> None:
+        """Forget the SSH session (it dies with save/restore, reboot, migration)."""
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+
+    def teardown(self, *, keep: bool) -> None:
+        self.drop_session()
+        start = time.monotonic()
+        try:
+            self.guest.teardown(keep_console=keep)
+        finally:
+            self.ctx.registry.discard(self.guest)
+            self.timings["teardown"] = time.monotonic() - start
+
+
+def fwcfg_entries(plan: GuestPlan, keypair: KeyPair) -> tuple[list[FwCfgEntry], emuconfig.VmSecret | None]:
+    """The run's SSH key and, for an emulated-KL guest, the VMM's hand-over (virtual CPUID + secret)."""
+    entries = [FwCfgEntry(FWCFG_AUTHORIZED_KEY, text=keypair.public_line + "\n")]
+    secret = None
+    if plan.emulated_cpu is not None:
+        secret = emuconfig.VmSecret.generate()
+        entries.append(FwCfgEntry(FWCFG_KLEMU_CONF, text=emuconfig.render(plan.emulated_cpu, secret)))
+    return entries, secret
+
+
+def boot(ctx: RunContext, plan: GuestPlan, image: ImageArtifact, *, suffix: str = "") -> ProbeGuest:
+    """Boot ``plan`` (a fresh domain named ``klh-<run>-<guest><suffix>``) and connect to it.
+
+    CapabilityError propagates (the cell is skipped with its reason); any
+    other failure tears the domain down before raising.
+    """
+    entries, secret = fwcfg_entries(plan, ctx.keypair)
+    spec = plan.spec
+    if suffix:
+        from dataclasses import replace
+        spec = replace(spec, name=f"{spec.name}{suffix}")
+    console = ctx.artifacts / spec.name / "console.log"
+    console.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    guest = launch(ctx.conn, spec, image, run_id=ctx.run_id, accel=ctx.accel, fwcfg=entries,
+                   console_log=console, registry=ctx.registry, timeouts=_virt_timeouts(ctx.timeouts))
+    pg = ProbeGuest(plan, guest, ctx, image, secret)
+    pg.timings.update({f"virt_{k}": v for k, v in guest.timings.items()})
+    pg.timings["boot_total"] = time.monotonic() - start
+    try:
+        pg.connect()
+    except (SSHError, GuestError):
+        pg.teardown(keep=True)
+        raise
+    pg.timings["ssh_ready"] = time.monotonic() - start
+    return pg
+
+
+def _virt_timeouts(t: Timeouts) -> Any:
+    from harness.virt.timeouts import VirtTimeouts
+    return VirtTimeouts(boot=t.boot, shutdown=t.shutdown, destroy=t.destroy, save=t.save, restore=t.restore)

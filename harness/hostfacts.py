@@ -1,0 +1,73 @@
+"""Facts about the host a run used, for the run record and reports.
+
+Why: a result without its environment cannot be compared with last night's
+or with another lab's.  Everything here is read, never changed, and every
+probe of the host is bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+from harness import cbuild, proc
+from harness.errors import KlharnessError
+
+
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, str]:
+    facts: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in ("model name", "microcode", "vendor_id") and key not in facts:
+                facts[key] = value.strip()
+            if key == "flags" and "flags" not in facts:
+                flags = set(value.split())
+                facts["cpuid_fault"] = "yes" if "cpuid_fault" in flags else "no"
+                facts["aes"] = "yes" if "aes" in flags else "no"
+    return facts
+
+
+def host_cpuid_kl() -> dict[str, Any]:
+    """The host's own Key Locker CPUID, read by the probe (never /proc/cpuinfo: KEYLOCKER.md §2)."""
+    try:
+        out = proc.run([cbuild.build("klprobe"), "cpuid", "--backend", "native"], timeout=30).stdout
+        doc = json.loads(out)
+        cpu = doc["hardware_cpu"]
+        return {"leaf7_ecx": cpu["leaf7"]["ecx"], "leaf19": cpu["leaf19"], "kl_usable": doc["kl_usable"],
+                "backend": doc["backend"], "reason": doc["backend_reason"]}
+    except (KlharnessError, ValueError, KeyError) as err:
+        return {"error": str(err)}
+
+
+def libvirt_facts(conn: Any) -> dict[str, Any]:
+    """Versions as the (possibly remote) daemon reports them."""
+    facts: dict[str, Any] = {}
+    with contextlib.suppress(Exception):
+        facts["uri"] = conn.getURI()
+        facts["hostname"] = conn.getHostname()
+        facts["libvirt"] = _version(conn.getLibVersion())
+        facts["hypervisor"] = conn.getType()
+        facts["qemu"] = _version(conn.getVersion())
+    return facts
+
+
+def _version(n: int) -> str:
+    return f"{n // 1000000}.{n // 1000 % 1000}.{n % 1000}"
+
+
+def collect(conn: Any | None = None) -> dict[str, Any]:
+    facts: dict[str, Any] = {
+        "kernel": platform.release(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "cpu": cpu_model(),
+        "cpuid_kl": host_cpuid_kl(),
+    }
+    if conn is not None:
+        facts["libvirt"] = libvirt_facts(conn)
+    return facts

@@ -1,0 +1,96 @@
+"""From a config to what must boot: guest plans (spec + the emulated VMM's
+decisions) and the cells of the matrix.
+
+Why separate from libvirt: deciding what a guest should get — which backend,
+which virtual CPUID, whether the VMM refuses exposure — is pure logic, unit
+tested without a daemon; harness.virt only makes it real.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.config.model import Config, GuestConfig
+from harness.kl.emuconfig import EmulatedCpu
+from harness.virt.spec import GuestSpec, KlExposure
+
+
+@dataclass(frozen=True)
+class GuestPlan:
+    """One guest of the matrix: the libvirt-facing spec plus the VMM's KL decisions."""
+
+    config: GuestConfig
+    spec: GuestSpec
+    backend: str                     # "native" | "emulated"
+    emulated_cpu: EmulatedCpu | None  # set when the emulated VMM exposes KL
+    refused: str | None = None       # why the VMM refused to expose KL (exposure refused)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One question the matrix asks: a check set on a guest, or a lifecycle event on it."""
+
+    id: str          # "kl-full/probe", "kl-full/save-restore"
+    guest: str
+    kind: str        # "probe" | "lifecycle"
+    event: str | None = None
+
+
+def resolve_backend(guest: GuestConfig, config: Config, *, host_kl_usable: bool) -> str:
+    """``auto`` means native only where the host itself can run Key Locker, else emulated."""
+    wanted = guest.kl_backend or config.run.kl_backend
+    if wanted == "auto":
+        return "native" if host_kl_usable else "emulated"
+    return wanted
+
+
+def plan_guest(guest: GuestConfig, config: Config, *, host_kl_usable: bool = False) -> GuestPlan:
+    backend = resolve_backend(guest, config, host_kl_usable=host_kl_usable)
+    kl = guest.kl
+    refused = None
+    expose = kl.enabled
+    if expose and config.run.host_uses_kl:
+        # KEYLOCKER.md §6: the 2021 KVM design offers KL to guests only when the
+        # host kernel does not use it; klharness's VMM models the same rule.
+        refused = "the host kernel uses Key Locker (modelled: run.host_uses_kl), so the VMM refuses exposure"
+        expose = False
+    exposure = KlExposure(enabled=expose, aeskle=kl.aeskle, wide=kl.wide, backup=kl.backup,
+                          restrictions=frozenset(kl.restrictions), nobackup_bit=kl.nobackup,
+                          random_keysource_bit=kl.random_keysource, leaf19_present_zero=kl.leaf19_present_zero)
+    spec = GuestSpec(
+        name=guest.name,
+        image=guest.image,
+        vcpus=guest.vcpus,
+        max_vcpus=guest.max_vcpus,
+        memory_mib=guest.memory_mib,
+        cpu_model=guest.cpu_model,
+        cpu_features=tuple((n, p) for n, p in guest.cpu_features),  # type: ignore[misc]
+        extra_qemu_cpu_args=guest.extra_qemu_cpu_args,
+        kl_backend="native" if backend == "native" else "emulated",
+        kl=exposure,
+        kl_feature_name=config.run.kl_feature_name,
+        accel=config.run.accel,  # type: ignore[arg-type]
+    )
+    emulated = None
+    if backend == "emulated" and expose:
+        emulated = EmulatedCpu(kl=True, aeskle=kl.aeskle, cr4_kl=True, cpl=3, restrictions=frozenset(kl.restrictions),
+                               wide=kl.wide, backup=kl.backup, nobackup=kl.nobackup,
+                               random_keysource=kl.random_keysource)
+    return GuestPlan(guest, spec, backend, emulated, refused)
+
+
+def plan(config: Config, *, host_kl_usable: bool = False) -> list[GuestPlan]:
+    return [plan_guest(g, config, host_kl_usable=host_kl_usable) for g in config.guests]
+
+
+def cells(config: Config) -> list[Cell]:
+    """Every cell, in a stable order: each guest's probe cell, then its lifecycle cells."""
+    out: list[Cell] = []
+    for g in config.guests:
+        out.append(Cell(f"{g.name}/probe", g.name, "probe"))
+        out.extend(Cell(f"{g.name}/{e}", g.name, "lifecycle", e) for e in config.lifecycle_for(g))
+    return out

@@ -1,0 +1,1 @@
+"""Run records: what a run did, written incrementally so that nothing is lost."""
