@@ -2,7 +2,7 @@
  * klprobe: exercise Intel Key Locker and report raw observations as JSON.
  *
  *   klprobe [run] [--backend auto|native|emulated] [--config PATH]
- *           [--no-timing] [--reps N] [--iters N]
+ *           [--no-timing] [--reps N] [--iters N] [--cpu N]
  *   klprobe cpuid
  *   klprobe handle save FILE | handle check FILE   [backend options]
  *   klprobe vectors [--backend native|emulated] [--config PATH]  < ops.jsonl
@@ -17,6 +17,7 @@
  * stderr).  The probe never judges: pass/fail is decided in Python.
  */
 #define _GNU_SOURCE
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 #include "klbackend.h"
 #include "klemu.h"
 #include "klemu_conf.h"
+#include "klvectors.h"
 #include "probe_checks.h"
 #include "probe_cpu.h"
 #include "probe_handle.h"
@@ -34,7 +36,7 @@
 #define PROBE_SCHEMA_VERSION 1
 #define PROBE_VERSION "0.1.0"
 
-int kl_vectors_run(FILE *in, FILE *out, const struct kl_backend *be, struct klemu_ctx *emu);
+
 
 struct options {
 	const char *command; /* run, cpuid, handle-save, handle-check, vectors */
@@ -42,6 +44,7 @@ struct options {
 	const char *backend; /* auto, native, emulated */
 	const char *config;
 	int timing, reps, iters;
+	int cpu; /* -1: any; else pin the whole probe to this CPU */
 };
 
 static void usage(void)
@@ -49,7 +52,7 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: klprobe [run|cpuid|vectors|handle save FILE|handle check FILE]\n"
 		"               [--backend auto|native|emulated] [--config PATH]\n"
-		"               [--no-timing] [--reps N] [--iters N]\n");
+		"               [--no-timing] [--reps N] [--iters N] [--cpu N]\n");
 	exit(2);
 }
 
@@ -61,6 +64,7 @@ static void parse_args(int argc, char **argv, struct options *o)
 	o->timing = 1;
 	o->reps = 31;
 	o->iters = 2000;
+	o->cpu = -1;
 	if (i < argc && argv[i][0] != '-') {
 		const char *c = argv[i++];
 		if (!strcmp(c, "handle")) {
@@ -84,6 +88,7 @@ static void parse_args(int argc, char **argv, struct options *o)
 		else if (!strcmp(a, "--no-timing")) o->timing = 0;
 		else if (!strcmp(a, "--reps") && i + 1 < argc) o->reps = atoi(argv[++i]);
 		else if (!strcmp(a, "--iters") && i + 1 < argc) o->iters = atoi(argv[++i]);
+		else if (!strcmp(a, "--cpu") && i + 1 < argc) o->cpu = atoi(argv[++i]);
 		else {
 			fprintf(stderr, "klprobe: unknown option '%s'\n", a);
 			usage();
@@ -250,6 +255,16 @@ int main(int argc, char **argv)
 	int rc = 0;
 
 	parse_args(argc, argv, &o);
+	if (o.cpu >= 0) {
+		/* e.g. check a handle on a hot-plugged vCPU: the IWKey is per CPU. */
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		CPU_SET(o.cpu, &set);
+		if (sched_setaffinity(0, sizeof(set), &set)) {
+			fprintf(stderr, "klprobe: --cpu %d: cannot run there (offline or absent?)\n", o.cpu);
+			return 2;
+		}
+	}
 	if (!strcmp(o.command, "vectors")) {
 		struct kl_backend be;
 		if (!strcmp(o.backend, "native")) {
