@@ -1,0 +1,17 @@
+"""Virtualization: guest specs, domain XML, lifecycle, and cleanup, on libvirt.
+
+Where things live::
+
+    spec.py        GuestSpec, KlExposure, FwCfgEntry, spec_key   (what a guest is: values)
+    accel.py       choose_accel -> AccelChoice                    (KVM only when provably usable)
+    domain_xml.py  build_domain_xml, patch_for_restore            (XML as ElementTree data)
+    metadata.py    RunMetadata                                    (the run tag the reaper reads)
+    connection.py  connect, libvirt error translation
+    launch.py      launch -> Guest                                (workdir, overlay, fw_cfg, create, boot wait)
+    guest.py       Guest: state, console wait, destroy, teardown  (one boot's runtime state)
+    lifecycle.py   shutdown, reboot, reset, save, restore, managed save, S3/freeze wake, vCPU add
+    console.py     ConsoleLog                                     (the serial log file, waits on it)
+    registry.py    RunGuests                                      (a run's guests + SIGINT/SIGTERM teardown)
+    reaper.py      reap                                           (what dead runs left behind)
+    ports.py, overlay.py, fwcfg.py, qemu_access.py, bounded.py, timeouts.py  (small helpers)
+"""

@@ -1,0 +1,166 @@
+"""Find and remove what dead runs left behind: ``klh-*`` domains and their work directories.
+
+Why: SIGKILL, an OOM kill or a power cut skips every ``finally``.  Each
+domain carries its maker's run id, pid and pid start time in its metadata
+(:mod:`harness.virt.metadata`); a domain whose maker no longer runs is
+garbage.  Each run calls :func:`reap` at start-up, and ``klharness cleanup``
+calls it on demand.  Port forwards live inside QEMU, so they go with the
+domain; files go only when the daemon is on this host and the directory
+carries the harness's marker (the reaper runs as root: it deletes nothing
+it cannot prove it made).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import libvirt
+
+from harness.errors import VirtError
+from harness.virt.bounded import bounded
+from harness.virt.connection import is_no_domain, libvirt_error
+from harness.virt.guest import UNDEFINE_FLAGS, WORKDIR_MARKER, runtime_root
+from harness.virt.metadata import DOMAIN_PREFIX, RunMetadata, harness_alive
+from harness.virt.timeouts import DEFAULT_TIMEOUTS, VirtTimeouts
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Reaped:
+    """One thing the reaper removed (a domain, or a work directory left without one)."""
+
+    what: str  # domain name or directory path
+    run_id: str
+    reason: str
+    actions: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        done = ", ".join(self.actions) or "nothing to do"
+        failed = f"; FAILED: {'; '.join(self.errors)}" if self.errors else ""
+        return f"{self.what} (run {self.run_id or '?'}, {self.reason}): {done}{failed}"
+
+
+def _select(meta: RunMetadata | None, name: str, run_id: str | None, everything: bool) -> str | None:
+    """Why this domain should go, or None to leave it."""
+    if everything:
+        return "--all"
+    if run_id is not None:
+        if (meta and meta.run_id == run_id) or (meta is None and name.startswith(f"{DOMAIN_PREFIX}{run_id}-")):
+            return f"run id {run_id}"
+        return None
+    if meta is None:
+        return None  # untagged: not provably ours
+    if not harness_alive(meta):
+        return f"harness pid {meta.harness_pid} on {meta.host} is gone"
+    return None
+
+
+def reap(conn: Any, *, run_id: str | None = None, everything: bool = False, local: bool = True,
+         workdir_root: Path | None = None, timeouts: VirtTimeouts = DEFAULT_TIMEOUTS) -> list[Reaped]:
+    """Remove leaked klharness domains (and, when ``local``, their files); report each.
+
+    Default: domains whose harness process is dead.  ``run_id``: every
+    domain of that run.  ``everything``: every ``klh-*`` domain.
+    """
+    out: list[Reaped] = []
+    try:
+        doms = bounded(lambda: conn.listAllDomains(0), timeout=timeouts.libvirt_call, what="listing domains")
+    except libvirt.libvirtError as err:
+        raise libvirt_error(err, "listing domains") from err
+    for dom in doms:
+        name = dom.name()
+        if not name.startswith(DOMAIN_PREFIX):
+            continue
+        try:
+            meta = RunMetadata.from_domain_xml(dom.XMLDesc(0))
+        except libvirt.libvirtError as err:
+            if is_no_domain(err):
+                continue  # went away while we looked
+            raise libvirt_error(err, f"reading the XML of {name}") from err
+        reason = _select(meta, name, run_id, everything)
+        if reason is None:
+            continue
+        item = Reaped(name, meta.run_id if meta else "", reason)
+        _remove_domain(dom, item, timeouts)
+        if local and meta is not None:
+            _remove_files(meta, item)
+        out.append(item)
+    if local:
+        out += _reap_workdirs(workdir_root or runtime_root(), run_id, everything,
+                              skip={r.what for r in out})
+    return out
+
+
+def _remove_domain(dom: Any, item: Reaped, timeouts: VirtTimeouts) -> None:
+    """Destroy then undefine; the second runs even when the first fails."""
+    try:
+        if dom.isActive():
+            bounded(dom.destroy, timeout=timeouts.destroy, what=f"destroying {item.what}")
+            item.actions.append("destroyed")
+    except (libvirt.libvirtError, VirtError) as err:
+        if not (isinstance(err, libvirt.libvirtError) and is_no_domain(err)):
+            item.errors.append(f"destroy: {err}")
+    try:
+        if dom.isPersistent():
+            bounded(lambda: dom.undefineFlags(UNDEFINE_FLAGS), timeout=timeouts.libvirt_call,
+                    what=f"undefining {item.what}")
+            item.actions.append("undefined")
+    except (libvirt.libvirtError, VirtError) as err:
+        if not (isinstance(err, libvirt.libvirtError) and is_no_domain(err)):
+            item.errors.append(f"undefine: {err}")
+
+
+def _remove_files(meta: RunMetadata, item: Reaped) -> None:
+    if meta.workdir:
+        wd = Path(meta.workdir)
+        if (wd / WORKDIR_MARKER).is_file():
+            try:
+                shutil.rmtree(wd)
+                item.actions.append(f"removed {wd}")
+            except OSError as err:
+                item.errors.append(f"remove {wd}: {err}")
+    for f in meta.files:
+        p = Path(f)
+        if p.is_file() and not p.is_symlink():
+            try:
+                p.unlink()
+                item.actions.append(f"removed {p}")
+            except OSError as err:
+                item.errors.append(f"remove {p}: {err}")
+
+
+def _reap_workdirs(root: Path, run_id: str | None, everything: bool, skip: set[str]) -> list[Reaped]:
+    """Work directories whose domain is already gone (a kept console, a crash mid-launch)."""
+    out: list[Reaped] = []
+    if not root.is_dir():
+        return out
+    for wd in sorted(root.iterdir()):
+        marker = wd / WORKDIR_MARKER
+        if wd.name in skip or not marker.is_file():
+            continue
+        try:
+            tag = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            continue
+        meta = RunMetadata(run_id=str(tag.get("run_id", "")), guest="", spec_key="",
+                           harness_pid=int(tag.get("pid", 0)), pid_start=str(tag.get("pid_start", "")),
+                           host=str(tag.get("host", "")))
+        reason = _select(meta, wd.name, run_id, everything)
+        if reason is None or (everything and meta.harness_pid == os.getpid()):
+            continue
+        item = Reaped(str(wd), meta.run_id, reason)
+        try:
+            shutil.rmtree(wd)
+            item.actions.append("removed work directory")
+        except OSError as err:
+            item.errors.append(f"remove: {err}")
+        out.append(item)
+    return out
