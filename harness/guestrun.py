@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -150,22 +150,20 @@ def fwcfg_entries(plan: GuestPlan, keypair: KeyPair) -> tuple[list[FwCfgEntry], 
     return entries, secret
 
 
-def boot(ctx: RunContext, plan: GuestPlan, image: ImageArtifact, *, suffix: str = "") -> ProbeGuest:
+def boot(ctx: RunContext, plan: GuestPlan, image: ImageArtifact, *, suffix: str = "",
+         persistent: bool = False) -> ProbeGuest:
     """Boot ``plan`` (a fresh domain named ``klh-<run>-<guest><suffix>``) and connect to it.
 
     CapabilityError propagates (the cell is skipped with its reason); any
     other failure tears the domain down before raising.
     """
     entries, secret = fwcfg_entries(plan, ctx.keypair)
-    spec = plan.spec
-    if suffix:
-        from dataclasses import replace
-        spec = replace(spec, name=f"{spec.name}{suffix}")
+    spec = replace(plan.spec, name=f"{plan.spec.name}{suffix}", persistent=persistent)
     console = ctx.artifacts / spec.name / "console.log"
     console.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     guest = launch(ctx.conn, spec, image, run_id=ctx.run_id, accel=ctx.accel, fwcfg=entries,
-                   console_log=console, registry=ctx.registry, timeouts=_virt_timeouts(ctx.timeouts))
+                   console_log=console, registry=ctx.registry, timeouts=ctx.timeouts)
     pg = ProbeGuest(plan, guest, ctx, image, secret)
     pg.timings.update({f"virt_{k}": v for k, v in guest.timings.items()})
     pg.timings["boot_total"] = time.monotonic() - start
@@ -177,7 +175,3 @@ def boot(ctx: RunContext, plan: GuestPlan, image: ImageArtifact, *, suffix: str 
     pg.timings["ssh_ready"] = time.monotonic() - start
     return pg
 
-
-def _virt_timeouts(t: Timeouts) -> Any:
-    from harness.virt.timeouts import VirtTimeouts
-    return VirtTimeouts(boot=t.boot, shutdown=t.shutdown, destroy=t.destroy, save=t.save, restore=t.restore)

@@ -53,10 +53,11 @@ def plan_guest(guest: GuestConfig, config: Config, *, host_kl_usable: bool = Fal
     kl = guest.kl
     refused = None
     expose = kl.enabled
-    if expose and config.run.host_uses_kl:
+    host_uses_kl = config.run.host_uses_kl if guest.host_uses_kl is None else guest.host_uses_kl
+    if expose and host_uses_kl:
         # KEYLOCKER.md §6: the 2021 KVM design offers KL to guests only when the
         # host kernel does not use it; klharness's VMM models the same rule.
-        refused = "the host kernel uses Key Locker (modelled: run.host_uses_kl), so the VMM refuses exposure"
+        refused = "the host kernel uses Key Locker (modelled: host_uses_kl), so the VMM refuses exposure"
         expose = False
     exposure = KlExposure(enabled=expose, aeskle=kl.aeskle, wide=kl.wide, backup=kl.backup,
                           restrictions=frozenset(kl.restrictions), nobackup_bit=kl.nobackup,
@@ -74,10 +75,15 @@ def plan_guest(guest: GuestConfig, config: Config, *, host_kl_usable: bool = Fal
         kl=exposure,
         kl_feature_name=config.run.kl_feature_name,
         accel=config.run.accel,  # type: ignore[arg-type]
+        # The guest kernel sizes its CPU masks at boot; without this, a hot-plugged
+        # vCPU is refused ("Unable to map lapic to logical cpu number") on the PVH path.
+        extra_cmdline=f"possible_cpus={guest.max_vcpus}" if (guest.max_vcpus or 0) > guest.vcpus else "",
     )
     emulated = None
     if backend == "emulated" and expose:
-        emulated = EmulatedCpu(kl=True, aeskle=kl.aeskle, cr4_kl=True, cpl=3, restrictions=frozenset(kl.restrictions),
+        # aeskle: false is modelled as the common real case: a guest kernel that never sets
+        # CR4.KL (every stock kernel), so AESKLE reads 0 and even LOADIWKEY #UDs.
+        emulated = EmulatedCpu(kl=True, aeskle=True, cr4_kl=kl.aeskle, cpl=3, restrictions=frozenset(kl.restrictions),
                                wide=kl.wide, backup=kl.backup, nobackup=kl.nobackup,
                                random_keysource=kl.random_keysource)
     return GuestPlan(guest, spec, backend, emulated, refused)
@@ -87,10 +93,17 @@ def plan(config: Config, *, host_kl_usable: bool = False) -> list[GuestPlan]:
     return [plan_guest(g, config, host_kl_usable=host_kl_usable) for g in config.guests]
 
 
-def cells(config: Config) -> list[Cell]:
+def lifecycle_events(p: GuestPlan, config: Config) -> tuple[str, ...]:
+    """Lifecycle events asked of a guest: only guests with usable, exposed KL have handles to keep."""
+    if not (p.spec.kl.enabled and p.config.kl.aeskle):
+        return ()
+    return config.lifecycle_for(p.config)
+
+
+def cells(config: Config, plans: list[GuestPlan] | None = None) -> list[Cell]:
     """Every cell, in a stable order: each guest's probe cell, then its lifecycle cells."""
     out: list[Cell] = []
-    for g in config.guests:
-        out.append(Cell(f"{g.name}/probe", g.name, "probe"))
-        out.extend(Cell(f"{g.name}/{e}", g.name, "lifecycle", e) for e in config.lifecycle_for(g))
+    for p in plans or plan(config):
+        out.append(Cell(f"{p.name}/probe", p.name, "probe"))
+        out.extend(Cell(f"{p.name}/{e}", p.name, "lifecycle", e) for e in lifecycle_events(p, config))
     return out

@@ -1,19 +1,260 @@
-"""klharness as a pytest plugin (entry point ``pytest11``).
+"""klharness as a pytest plugin (entry point ``pytest11``): options, parametrization
+from the matrix, fixtures over the guest pool, and the run record per test.
 
-The catalogue (``testcases/``) is driven from here: options naming the
-config, libvirt URI and expectation profile.  This module stays thin: the
-work lives in the harness modules it calls.
+Thin on purpose: the work lives in harness.session (pool, record, teardown);
+this module turns config and profile errors into usage errors, capability
+gaps into skips with their reason, and test outcomes into record entries.
+The plugin stays inert for test suites that use none of its fixtures.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
 import pytest
+
+from harness.config import load_config
+from harness.errors import CapabilityError, ConfigError, KlharnessError
+from harness.events import NEEDS_PERSISTENT
+from harness.guestrun import ProbeGuest, ProbeRun
+from harness.kl.checks import expected_check_ids
+from harness.kl.cpuid import Regs, decode, leaf19_words
+from harness.matrix import GuestPlan, lifecycle_events
+from harness.paths import REPO_DIR
+from harness.profiles import Profile, check_config, load_profile
+from harness.session import KlSession
+
+SESSION_KEY = pytest.StashKey[KlSession]()
+DETAILS_KEY = pytest.StashKey[dict[str, Any]]()
+REPORTS_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
+KL_ARGS = frozenset({"kl_guest", "kl_check", "kl_event"})
+DEFAULT_CONFIG = REPO_DIR / "configs" / "ci.yaml"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("klharness", "Key Locker harness")
     group.addoption("--kl-config", default=None, help="matrix config (default: configs/ci.yaml)")
-    group.addoption("--kl-uri", default=None, help="libvirt URI (default: from the config)")
-    group.addoption("--kl-profile", default=None, help="expectation profile (default: from the config)")
-    group.addoption("--kl-keep", default="failed", choices=("failed", "all", "none"),
-                    help="which guests' artifacts to keep")
+    group.addoption("--kl-uri", default=None, help="libvirt URI (default: run.uri of the config)")
+    group.addoption("--kl-profile", default=None, help="expectation profile name or path (default: run.profile)")
+    group.addoption("--kl-keep", default=None, choices=("failed", "all", "none"),
+                    help="whose artifacts (console, domain XML, probe JSON) to keep (default: run.keep)")
+    group.addoption("--kl-results", default=None, help="results root (default: run.results)")
+    group.addoption("--kl-run-id", default=None, help="run id (default: a new one)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "kl_guests(**filters): run only on guests whose plan matches "
+                            "(kl=True/False, leaf19_zero=True, refused=True)")
+    config.addinivalue_line("markers", "lifecycle: destructive lifecycle test on a dedicated guest")
+    config.addinivalue_line("markers", "native_only: needs real Key Locker (never satisfied by emulation)")
+    config.addinivalue_line("markers", "lab: needs lab hardware or a ring-0 helper")
+    if config.getoption("--kl-config") or config.getoption("--kl-profile"):
+        kl_session(config)  # validate now: a bad config is a usage error, not a collection error
+
+
+def kl_session(config: pytest.Config) -> KlSession:
+    """The run's session, created on first use from the options (usage errors for bad configs)."""
+    if SESSION_KEY in config.stash:
+        return config.stash[SESSION_KEY]
+    opt = config.getoption
+    try:
+        cfg = load_config(Path(opt("--kl-config") or DEFAULT_CONFIG))
+        profile = load_profile(opt("--kl-profile") or cfg.run.profile)
+        check_config(cfg, profile)
+        session = KlSession(cfg, profile, uri=opt("--kl-uri"), keep=opt("--kl-keep"),
+                            results_root=Path(opt("--kl-results")) if opt("--kl-results") else None,
+                            run_id=opt("--kl-run-id"))
+    except ConfigError as err:
+        raise pytest.UsageError(str(err)) from err
+    config.stash[SESSION_KEY] = session
+    return session
+
+
+# -- parametrization from the matrix -----------------------------------------------------------------
+
+def planned_cpu_checks(p: GuestPlan) -> list[str]:
+    """Check ids the probe must report on this guest, known before it boots."""
+    kl = p.spec.kl
+    if not kl.enabled:
+        return expected_check_ids(decode(0, None), usable=False)
+    eax, ebx, ecx = leaf19_words(restrictions=kl.restrictions, wide=kl.wide, backup=kl.backup,
+                                 nobackup=kl.nobackup_bit, random_keysource=kl.random_keysource_bit)
+    cpu = decode(1 << 23, Regs(eax, ebx | int(kl.aeskle), ecx, 0))
+    return expected_check_ids(cpu, usable=cpu.usable)
+
+
+def _select(session: KlSession, filters: dict[str, Any]) -> list[str]:
+    out = []
+    for name, p in session.plans.items():
+        facts = {"kl": p.config.kl.enabled, "leaf19_zero": p.config.kl.leaf19_present_zero,
+                 "refused": p.refused is not None, "kl_usable": p.config.kl.enabled and p.config.kl.aeskle}
+        if all(facts[k] == v for k, v in filters.items()):
+            out.append(name)
+    return out
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    wanted = KL_ARGS & set(metafunc.fixturenames)
+    if not wanted:
+        return
+    session = kl_session(metafunc.config)
+    marker = metafunc.definition.get_closest_marker("kl_guests")
+    guests = _select(session, dict(marker.kwargs) if marker else {})
+    if "kl_check" in wanted:
+        pairs = [(g, c) for g in guests for c in planned_cpu_checks(session.plans[g])]
+        metafunc.parametrize(("kl_guest", "kl_check"), pairs, ids=[f"{g}:{c}" for g, c in pairs])
+    elif "kl_event" in wanted:
+        pairs = [(g, e) for g in guests for e in lifecycle_events(session.plans[g], session.config)]
+        metafunc.parametrize(("kl_guest", "kl_event"), pairs, ids=[f"{g}:{e}" for g, e in pairs])
+    else:
+        metafunc.parametrize("kl_guest", guests, ids=guests)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Boot the pooled guests the collected tests need, in the background, in collection order."""
+    if SESSION_KEY not in session.config.stash or session.config.option.collectonly:
+        return
+    kls = session.config.stash[SESSION_KEY]
+    needed: list[str] = []
+    for item in session.items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is None or "kl_event" in callspec.params:
+            continue
+        guest = callspec.params.get("kl_guest")
+        if isinstance(guest, str) and guest in kls.plans and guest not in needed:
+            needed.append(guest)
+    kls.prefetch(needed)
+
+
+# -- fixtures -------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def kl(request: pytest.FixtureRequest) -> KlSession:
+    """The run's KlSession (config, profile, plans, pool)."""
+    return kl_session(request.config)
+
+
+@pytest.fixture()
+def kl_profile(kl: KlSession) -> Profile:
+    return kl.profile
+
+
+@pytest.fixture()
+def kl_plan(kl: KlSession, kl_guest: str) -> GuestPlan:
+    return kl.plans[kl_guest]
+
+
+@pytest.fixture()
+def kl_record(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Details a test adds to its run-record entry (observation, expectation, source, provenance)."""
+    details: dict[str, Any] = {}
+    request.node.stash[DETAILS_KEY] = details
+    return details
+
+
+def _skip_if_impossible(kl: KlSession, guest: str) -> None:
+    reason = kl.skip_reason(guest)
+    if reason:
+        pytest.skip(reason)
+
+
+@pytest.fixture()
+def kl_guest_handle(kl: KlSession, kl_guest: str) -> ProbeGuest:
+    """The pooled (shared) guest for this cell."""
+    _skip_if_impossible(kl, kl_guest)
+    try:
+        return kl.pooled(kl_guest)
+    except CapabilityError as err:
+        pytest.skip(str(err))
+
+
+@pytest.fixture()
+def kl_probe(kl: KlSession, kl_guest: str, kl_guest_handle: ProbeGuest) -> ProbeRun:
+    """The probe document of the pooled guest (run once per guest)."""
+    return kl.probe(kl_guest)
+
+
+@pytest.fixture()
+def kl_fresh_guest(kl: KlSession, kl_guest: str, request: pytest.FixtureRequest) -> Iterator[ProbeGuest]:
+    """A dedicated guest for a destructive lifecycle test, torn down (or kept) by outcome."""
+    _skip_if_impossible(kl, kl_guest)
+    event = request.node.callspec.params.get("kl_event", "fresh")
+    try:
+        pg = kl.fresh(kl_guest, f"-{event}", persistent=event in NEEDS_PERSISTENT)
+    except CapabilityError as err:
+        pytest.skip(str(err))
+    try:
+        yield pg
+    finally:
+        reports = request.node.stash.get(REPORTS_KEY, {})
+        failed = any(r.failed for r in reports.values())
+        kl.release(pg, failed=failed)
+
+
+# -- outcomes into the run record --------------------------------------------------------------------------
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report: pytest.TestReport = yield
+    item.stash.setdefault(REPORTS_KEY, {})[report.when] = report
+    if SESSION_KEY not in item.config.stash:
+        return report
+    kls = item.config.stash[SESSION_KEY]
+    callspec = getattr(item, "callspec", None)
+    guest = callspec.params.get("kl_guest") if callspec else None
+    guest = guest if isinstance(guest, str) else None
+    done = report.when == "call" or (report.when == "setup" and not report.passed)
+    if guest and report.failed:
+        kls.mark_failed(guest)
+    if done and callspec is not None and guest is not None:
+        entry: dict[str, Any] = {
+            "nodeid": item.nodeid,
+            "test": item.originalname if isinstance(item, pytest.Function) else item.name,
+            "guest": guest,
+            "check": callspec.params.get("kl_check"),
+            "event": callspec.params.get("kl_event"),
+            "outcome": "error" if report.when == "setup" and report.failed else report.outcome,
+            "duration": round(report.duration, 4),
+            "finished": time.time(),
+        }
+        if report.skipped and isinstance(report.longrepr, tuple):
+            entry["reason"] = str(report.longrepr[2]).removeprefix("Skipped: ")
+        elif report.failed:
+            entry["reason"] = _short_reason(report)
+        details: dict[str, Any] = item.stash.get(DETAILS_KEY, {})
+        entry.update(details)
+        kls.recorder.add_test(entry)
+    return report
+
+
+def _short_reason(report: pytest.TestReport) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = str(crash.message) if crash is not None else str(report.longrepr)
+    return text.strip().splitlines()[0][:500] if text.strip() else "failed"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    kls = session.config.stash.get(SESSION_KEY, None)
+    if kls is None:
+        return
+    status = {0: "complete", 1: "complete", 2: "interrupted"}.get(int(exitstatus), "failed")
+    kls.close(status)
+    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    if tr is not None:
+        tr.write_line(f"klharness run record: {kls.recorder.path}")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    kls = config.stash.get(SESSION_KEY, None)
+    if kls is None:
+        return None
+    return [f"klharness: config {kls.config.source}, profile {kls.profile.name}, uri {kls.uri}, run {kls.run_id}"]
+
+
+def as_skip_or_raise(err: KlharnessError) -> None:
+    if isinstance(err, CapabilityError):
+        pytest.skip(str(err))
+    raise err

@@ -24,15 +24,22 @@ class Timeouts:
     exec: float = 60.0             # a guest command with no specific limit
     probe: float = 600.0           # the full probe run in a guest (TCG is slow)
     upload: float = 60.0           # copying the probe into a guest
-    libvirt_connect: float = 30.0  # opening a libvirt connection (first one probes QEMU: ~8 s)
-    define: float = 60.0           # createXML / defineXML
-    shutdown: float = 60.0         # ACPI shutdown before falling back to destroy
-    destroy: float = 30.0
-    save: float = 120.0
-    restore: float = 120.0
+    libvirt_connect: float = 60.0  # opening a libvirt connection (first one probes QEMU: ~8 s)
+    libvirt_call: float = 30.0     # any other single libvirt call (lookups, XML dumps)
+    create: float = 60.0           # createXML / define+create (~0.5 s measured)
+    shutdown: float = 30.0         # ACPI shutdown before falling back to destroy (~1.7 s measured)
+    destroy: float = 30.0          # ~1.5-2 s measured
+    save: float = 120.0            # ~1.3-2 s for 512 MiB measured
+    restore: float = 120.0         # ~0.3-0.8 s measured
+    wakeup: float = 30.0           # S3/freeze wake (~0.7 s measured)
+    hotplug: float = 30.0          # vCPU add (~0.03 s measured)
+    qemu_img: float = 60.0         # creating an overlay
     reboot: float = 180.0          # reboot -> SSH back
     migrate: float = 300.0
     image_build: float = 1800.0    # building a guest image from packages
+
+
+DEFAULT_TIMEOUTS = Timeouts()
 
 
 def from_environment(base: Timeouts | None = None) -> Timeouts:

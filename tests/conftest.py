@@ -10,6 +10,8 @@ import pytest
 from harness import cbuild
 from harness.kl import emuconfig
 
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture(scope="session")
 def klprobe() -> Path:

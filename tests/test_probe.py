@@ -158,3 +158,20 @@ def test_emulated_without_config_says_where_it_looked(klprobe: Path) -> None:
 def test_bad_usage(klprobe: Path) -> None:
     res = proc.run([klprobe, "run", "--backend", "hardware"], timeout=30, check=False)
     assert res.returncode == 2 and "--backend must be auto, native or emulated" in res.stderr
+
+
+@pytest.mark.parametrize("variant", [
+    emuconfig.EmulatedCpu(),
+    emuconfig.EmulatedCpu(wide=False),
+    emuconfig.EmulatedCpu(restrictions=frozenset({"cpl0"})),
+    emuconfig.EmulatedCpu(restrictions=frozenset()),
+    emuconfig.EmulatedCpu(kl=False),
+    emuconfig.EmulatedCpu(cr4_kl=False),
+], ids=["full", "no-wide", "cpl0-only", "no-restrictions", "kl-off", "no-aeskle"])
+def test_python_knows_exactly_which_checks_the_probe_emits(klprobe: Path, tmp_path: Path,
+                                                           variant: emuconfig.EmulatedCpu) -> None:
+    from harness.kl.checks import expected_check_ids
+
+    conf = emuconfig.write_private(tmp_path / "c", emuconfig.render(variant, emuconfig.VmSecret.generate()))
+    doc = parse_probe_output(run_probe(klprobe, "run", "--backend", "emulated", "--config", conf, "--no-timing"))
+    assert [o.id for o in doc.observations] == expected_check_ids(doc.cpu.kl, usable=doc.kl_usable)

@@ -274,11 +274,11 @@ def test_suspend_to_mem_without_a_bzimage_is_a_capability_error(real_conn: Any, 
 def test_no_boot_progress_times_out_with_console_tail_and_cause(real_conn: Any, mini_image: ImageArtifact,
                                                                run_guests: RunGuests) -> None:
     from harness.errors import GuestError
-    from harness.virt.timeouts import VirtTimeouts
+    from harness.timeouts import Timeouts
 
     with pytest.raises(GuestError) as exc:
         launch(real_conn, GuestSpec(name="slow", extra_cmdline="klh.net=static"), mini_image, run_id=RUN,
-               registry=run_guests, workdir_root=runtime_root(), timeouts=VirtTimeouts(boot=1.0))
+               registry=run_guests, workdir_root=runtime_root(), timeouts=Timeouts(boot=1.0))
     msg = str(exc.value)
     assert "waiting for 'klh: ssh ready' on the console (guest klh-" in msg
     assert "likely cause: the guest runs under TCG" in msg and "console log" in msg

@@ -44,7 +44,7 @@ RUN_SETTINGS = (
 
 KL_SETTINGS = (
     f.Setting("enabled", f.boolean, False, "expose Key Locker (CPUID.7.0:ECX[23])"),
-    f.Setting("aeskle", f.boolean, True, "AESKLE reads 1 once CR4.KL is set"),
+    f.Setting("aeskle", f.boolean, True, "AESKLE reads 1; false models a guest kernel leaving CR4.KL clear"),
     f.Setting("wide", f.boolean, True, "AES*WIDE*KL (0x19:EBX[2])"),
     f.Setting("backup", f.boolean, True, "IWKey backup MSRs (0x19:EBX[4])"),
     f.Setting("restrictions", f.string_list(RESTRICTIONS), RESTRICTIONS, "handle restrictions supported"),
@@ -65,6 +65,7 @@ GUEST_SETTINGS = (
     f.Setting("kl", lambda v: v, {}, "Key Locker exposure"),
     f.Setting("kl_backend", f.choice("auto", "native", "emulated"), None, "override run.kl_backend"),
     f.Setting("lifecycle", f.string_list(LIFECYCLE_EVENTS), None, "override the top-level lifecycle list"),
+    f.Setting("host_uses_kl", f.boolean, None, "override run.host_uses_kl for this guest"),
 )
 
 TOP_SETTINGS = (
@@ -145,8 +146,8 @@ def _cross_checks(doc: Located, c: Config) -> None:
         if kl.enabled and kl.leaf19_present_zero:
             raise doc.error((*where, "kl", "leaf19_present_zero"),
                             "a 'leaf 0x19 present but zero' guest has no KL: drop kl.enabled or this setting")
-        if not kl.enabled and _explicit(doc, (*where, "kl"), ("wide", "backup", "restrictions", "aeskle")):
-            key = _explicit(doc, (*where, "kl"), ("wide", "backup", "restrictions", "aeskle"))
+        key = _explicit(doc, (*where, "kl"), ("wide", "backup", "restrictions", "aeskle"))
+        if not kl.enabled and key is not None:
             raise doc.error((*where, "kl", key), f"{key} without KL: set kl.enabled: true or drop {key}")
         if g.image == "cloud" and c.cloud_image is None:
             raise doc.error((*where, "image"), "image 'cloud' needs images.cloud.path (a qcow2 you bring)")

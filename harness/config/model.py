@@ -54,6 +54,7 @@ class GuestConfig:
     kl: KlConfig = field(default_factory=KlConfig)
     kl_backend: str | None = None     # overrides run.kl_backend
     lifecycle: tuple[str, ...] | None = None  # overrides the top-level list
+    host_uses_kl: bool | None = None  # overrides run.host_uses_kl (modelled host state)
     line: int = 0                     # where it was declared, for messages
 
 

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 import libvirt
 
 from harness.errors import CapabilityError, HostError, VirtError
+from harness.timeouts import DEFAULT_TIMEOUTS
 from harness.virt.bounded import bounded
-from harness.virt.timeouts import DEFAULT_TIMEOUTS
 
 DEFAULT_URI = "qemu:///system"
 
@@ -31,7 +31,7 @@ def silence_libvirt_stderr() -> None:
         _silenced = True
 
 
-def connect(uri: str = DEFAULT_URI, *, timeout: float = DEFAULT_TIMEOUTS.connect) -> Any:
+def connect(uri: str = DEFAULT_URI, *, timeout: float = DEFAULT_TIMEOUTS.libvirt_connect) -> Any:
     """Open ``uri`` read-write, or raise HostError saying how to start the daemon."""
     silence_libvirt_stderr()
     try:

@@ -23,6 +23,7 @@ import libvirt
 
 from harness.errors import VirtError
 from harness.images.artifact import READY_MARKER, ImageArtifact
+from harness.timeouts import DEFAULT_TIMEOUTS, Timeouts
 from harness.virt.accel import AccelChoice
 from harness.virt.bounded import bounded
 from harness.virt.connection import is_no_domain, libvirt_error
@@ -30,7 +31,6 @@ from harness.virt.console import ConsoleLog
 from harness.virt.domain_xml import DomainRuntime
 from harness.virt.metadata import RunMetadata, process_start
 from harness.virt.spec import GuestSpec
-from harness.virt.timeouts import DEFAULT_TIMEOUTS, VirtTimeouts
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class Guest:
     """
 
     def __init__(self, conn: Any, spec: GuestSpec, image: ImageArtifact, accel: AccelChoice,
-                 runtime: DomainRuntime, workdir: Path, timeouts: VirtTimeouts = DEFAULT_TIMEOUTS) -> None:
+                 runtime: DomainRuntime, workdir: Path, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> None:
         self.conn = conn
         self.spec = spec
         self.image = image

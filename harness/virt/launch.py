@@ -19,6 +19,7 @@ import libvirt
 
 from harness.errors import CapabilityError, ConfigError, GuestError, HostError, KlharnessError, VirtError
 from harness.images.artifact import ImageArtifact
+from harness.timeouts import DEFAULT_TIMEOUTS, Timeouts
 from harness.virt import fwcfg as fwcfg_files
 from harness.virt.accel import AccelChoice, choose_accel
 from harness.virt.bounded import bounded
@@ -31,7 +32,6 @@ from harness.virt.ports import free_loopback_port, is_hostfwd_conflict
 from harness.virt.qemu_access import check_qemu_can_read
 from harness.virt.registry import RunGuests
 from harness.virt.spec import FwCfgEntry, GuestSpec, spec_key
-from harness.virt.timeouts import DEFAULT_TIMEOUTS, VirtTimeouts
 from harness.wait import NotYet, wait_for
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def launch(conn: Any, spec: GuestSpec, image: ImageArtifact, *, run_id: str,
            accel: AccelChoice | None = None, ssh_port: int | None = None,
            fwcfg: Sequence[FwCfgEntry] = (), console_log: Path | None = None,
            workdir_root: Path | None = None, wait: bool = True,
-           registry: RunGuests | None = None, timeouts: VirtTimeouts = DEFAULT_TIMEOUTS) -> Guest:
+           registry: RunGuests | None = None, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> Guest:
     """Boot ``spec`` from ``image`` and return the running :class:`Guest`.
 
     ``fwcfg`` adds per-boot entries (the SSH key, the emulator's

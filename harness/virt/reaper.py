@@ -23,11 +23,11 @@ from typing import Any
 import libvirt
 
 from harness.errors import VirtError
+from harness.timeouts import DEFAULT_TIMEOUTS, Timeouts
 from harness.virt.bounded import bounded
 from harness.virt.connection import is_no_domain, libvirt_error
 from harness.virt.guest import UNDEFINE_FLAGS, WORKDIR_MARKER, runtime_root
 from harness.virt.metadata import DOMAIN_PREFIX, RunMetadata, harness_alive
-from harness.virt.timeouts import DEFAULT_TIMEOUTS, VirtTimeouts
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def _select(meta: RunMetadata | None, name: str, run_id: str | None, everything:
 
 
 def reap(conn: Any, *, run_id: str | None = None, everything: bool = False, local: bool = True,
-         workdir_root: Path | None = None, timeouts: VirtTimeouts = DEFAULT_TIMEOUTS) -> list[Reaped]:
+         workdir_root: Path | None = None, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> list[Reaped]:
     """Remove leaked klharness domains (and, when ``local``, their files); report each.
 
     Default: domains whose harness process is dead.  ``run_id``: every
@@ -99,7 +99,7 @@ def reap(conn: Any, *, run_id: str | None = None, everything: bool = False, loca
     return out
 
 
-def _remove_domain(dom: Any, item: Reaped, timeouts: VirtTimeouts) -> None:
+def _remove_domain(dom: Any, item: Reaped, timeouts: Timeouts) -> None:
     """Destroy then undefine; the second runs even when the first fails."""
     try:
         if dom.isActive():

@@ -1,0 +1,83 @@
+"""Lifecycle events on a probe guest, each ending with SSH back and the probe in place.
+
+Why here: the catalogue asks one question per event — does a handle made
+before it still work after it? — so each event must leave the guest in the
+same reachable state, and report how long it took.  Events this version
+cannot perform here raise CapabilityError with the reason (a skip).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from harness.errors import CapabilityError, GuestError
+from harness.guestrun import ProbeGuest
+from harness.virt import lifecycle
+
+# Events that need a persistent (defined) domain rather than a transient one.
+NEEDS_PERSISTENT = frozenset({"managed-save"})
+
+
+def save_restore(pg: ProbeGuest) -> dict[str, float]:
+    pg.drop_session()
+    lifecycle.save(pg.guest)
+    lifecycle.restore(pg.guest)
+    pg.connect()
+    return {"save": pg.guest.timings["save"], "restore": pg.guest.timings["restore"]}
+
+
+def managed_save(pg: ProbeGuest) -> dict[str, float]:
+    pg.drop_session()
+    saved = lifecycle.managed_save(pg.guest)
+    started = lifecycle.start(pg.guest)
+    pg.connect()
+    return {"managed_save": saved, "start": started}
+
+
+def reboot(pg: ProbeGuest) -> dict[str, float]:
+    pg.drop_session()
+    took = lifecycle.reboot(pg.guest)
+    pg.connect()  # the new boot has an empty /tmp: connect re-uploads the probe
+    return {"reboot": took}
+
+
+def vcpu_hotplug(pg: ProbeGuest) -> dict[str, float]:
+    """Add one vCPU, bring it online in the guest, and leave its number in ``pg.timings['new_cpu']``."""
+    before = lifecycle.vcpu_count(pg.guest)
+    took = lifecycle.add_vcpus(pg.guest, before + 1)
+    new_cpu = before  # CPUs are numbered from 0: the new one is N
+    online = f"/sys/devices/system/cpu/cpu{new_cpu}/online"
+    deadline = time.monotonic() + pg.ctx.timeouts.exec
+    while pg.run(["test", "-e", online]).rc != 0:
+        if time.monotonic() > deadline:
+            raise GuestError(f"guest {pg.name}: {online} never appeared after hot-plug")
+        time.sleep(0.1)
+    pg.run(f"echo 1 > {online}", check=True)
+    return {"add_vcpus": took, "new_cpu": float(new_cpu)}
+
+
+def _not_here(event: str, why: str) -> Callable[[ProbeGuest], dict[str, float]]:
+    def perform(pg: ProbeGuest) -> dict[str, float]:
+        raise CapabilityError(f"lifecycle event {event!r} cannot run here: {why}")
+    return perform
+
+
+EVENTS: dict[str, Callable[[ProbeGuest], dict[str, float]]] = {
+    "save-restore": save_restore,
+    "managed-save": managed_save,
+    "reboot": reboot,
+    "vcpu-hotplug": vcpu_hotplug,
+    "suspend": _not_here("suspend", "suspend-to-RAM needs the bzImage boot path and an S3-capable guest "
+                         "spec; this klharness version does not drive it yet"),
+    "migrate": _not_here("migrate", "live migration needs a second libvirt daemon (harness.virt migration "
+                         "support is not in this version yet)"),
+}
+
+
+def perform(event: str, pg: ProbeGuest) -> dict[str, float]:
+    try:
+        action = EVENTS[event]
+    except KeyError:
+        raise CapabilityError(f"unknown lifecycle event {event!r} (known: {', '.join(EVENTS)})") from None
+    return action(pg)

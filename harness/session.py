@@ -1,0 +1,238 @@
+"""One catalogue run: config + profile + a pool of booted guests + the run record.
+
+Why a session object behind thin fixtures (the pytest tmp_path pattern): the
+pool outlives single tests, boots guests in the background while earlier
+tests run, and must tear everything down in a fixed order even when pytest
+is interrupted.  The plugin only wires it to pytest.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import json
+import logging
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import cbuild, hostfacts
+from harness.config.model import Config
+from harness.errors import CapabilityError, KlharnessError
+from harness.guestrun import ProbeGuest, ProbeRun, RunContext, boot
+from harness.images import build_image
+from harness.images.artifact import ImageArtifact
+from harness.kl.emuconfig import private_runtime_dir
+from harness.matrix import GuestPlan, plan
+from harness.profiles import Profile
+from harness.results.record import RunRecorder, new_run_id
+from harness.ssh import generate_keypair
+from harness.timeouts import from_environment
+from harness.virt.accel import choose_accel
+from harness.virt.connection import connect, is_local
+from harness.virt.reaper import reap
+from harness.virt.registry import RunGuests
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PoolEntry:
+    future: cf.Future[ProbeGuest] | None = None
+    probe: ProbeRun | None = None
+    probe_error: BaseException | None = None
+    failed: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class KlSession:
+    """Everything one run of the catalogue shares."""
+
+    def __init__(self, config: Config, profile: Profile, *, uri: str | None = None, keep: str | None = None,
+                 results_root: Path | None = None, run_id: str | None = None) -> None:
+        self.config = config
+        self.profile = profile
+        self.uri = uri or config.run.uri
+        self.keep = keep or config.run.keep
+        self.run_id = run_id or new_run_id()
+        self.results = (results_root or Path(config.run.results)).resolve() / self.run_id
+        self.timeouts = from_environment(config.timeouts)
+        self.plans: dict[str, GuestPlan] = {p.name: p for p in plan(config)}
+        self.pool: dict[str, PoolEntry] = {name: PoolEntry() for name in self.plans}
+        self._ctx: RunContext | None = None
+        self._ctx_error: BaseException | None = None
+        self._ctx_lock = threading.Lock()
+        self._images: dict[str, ImageArtifact] = {}
+        self._executor = cf.ThreadPoolExecutor(max_workers=config.run.parallel, thread_name_prefix="klh-boot")
+        self.registry = RunGuests(self.run_id, keep_console=True)
+        self.recorder = RunRecorder(self.results, self.run_id, {
+            "config": config.source, "profile": profile.name, "profile_source": profile.source, "uri": self.uri,
+        })
+        self.fresh_guests: list[ProbeGuest] = []
+
+    # -- shared infrastructure, created on first use ----------------------------------------------
+
+    def context(self) -> RunContext:
+        """Connect, reap leftovers of dead runs, pick the accelerator, build the probe and the run's SSH key."""
+        with self._ctx_lock:
+            if self._ctx is not None:
+                return self._ctx
+            if self._ctx_error is not None:
+                raise self._ctx_error
+            try:
+                self._ctx = self._make_context()
+            except BaseException as err:
+                self._ctx_error = err
+                raise
+            return self._ctx
+
+    def _make_context(self) -> RunContext:
+        start = time.monotonic()
+        conn = connect(self.uri, timeout=self.timeouts.libvirt_connect)
+        local = is_local(self.uri)
+        reaped = reap(conn, local=local)
+        accel = choose_accel(self.config.run.accel, local=local)
+        keypair = generate_keypair(private_runtime_dir(self.run_id) / "ssh", f"klharness-{self.run_id}")
+        probe = cbuild.build("klprobe")
+        self.registry.__enter__()
+        facts = hostfacts.collect(conn)
+        facts["accel"] = {"accel": accel.accel, "reason": accel.reason}
+        self.recorder.update(lambda d: d.update(host=facts, reaped=[r.describe() for r in reaped]))
+        ctx = RunContext(self.run_id, conn, keypair, self.timeouts, self.registry, probe, accel,
+                         self.results / "guests")
+        self.recorder.update(lambda d: d.setdefault("timings", {}).update(setup=time.monotonic() - start))
+        return ctx
+
+    def image(self, name: str) -> ImageArtifact:
+        if name not in self._images:
+            start = time.monotonic()
+            self._images[name] = build_image(name)
+            took = time.monotonic() - start
+            self.recorder.update(lambda d: d.setdefault("images", {}).update(
+                {name: {"key": self._images[name].key, "seconds": round(took, 2)}}))
+        return self._images[name]
+
+    # -- the pool ---------------------------------------------------------------------------------
+
+    def skip_reason(self, guest: str) -> str | None:
+        """Why a guest's KL cells cannot run under this profile (None when they can)."""
+        p = self.plans[guest]
+        if p.config.kl.enabled and self.profile.kl_exposure == "impossible":
+            return self.profile.impossible_reason
+        return None
+
+    def prefetch(self, guests: list[str]) -> None:
+        """Start booting guests in the background, ``run.parallel`` at a time."""
+        for name in guests:
+            entry = self.pool[name]
+            if entry.future is None and self.skip_reason(name) is None:
+                entry.future = self._executor.submit(self._boot_pooled, name)
+
+    def _boot_pooled(self, name: str) -> ProbeGuest:
+        ctx = self.context()
+        p = self.plans[name]
+        pg = boot(ctx, p, self.image(p.spec.image))
+        self._record_guest(pg)
+        return pg
+
+    def pooled(self, name: str) -> ProbeGuest:
+        """The shared guest for ``name`` (booted once; CapabilityError means skip)."""
+        entry = self.pool[name]
+        with entry.lock:
+            if entry.future is None:
+                entry.future = self._executor.submit(self._boot_pooled, name)
+        return entry.future.result()
+
+    def probe(self, name: str) -> ProbeRun:
+        """The probe document of the pooled guest, run once and shared by every check test."""
+        entry = self.pool[name]
+        guest = self.pooled(name)
+        with entry.lock:
+            if entry.probe is None and entry.probe_error is None:
+                try:
+                    entry.probe = guest.probe()
+                    self._write_artifact(guest.guest.spec.name, "probe.json", entry.probe.raw)
+                    self.recorder.set_guest(name, probe=_json_or_raw(entry.probe.raw),
+                                            probe_seconds=round(entry.probe.seconds, 3))
+                except KlharnessError as err:
+                    entry.probe_error = err
+            if entry.probe_error is not None:
+                raise entry.probe_error
+            assert entry.probe is not None
+            return entry.probe
+
+    def fresh(self, name: str, suffix: str, *, persistent: bool = False) -> ProbeGuest:
+        """A dedicated guest for a destructive test (torn down by :meth:`release`)."""
+        ctx = self.context()
+        p = self.plans[name]
+        pg = boot(ctx, p, self.image(p.spec.image), suffix=suffix, persistent=persistent)
+        self._record_guest(pg)
+        self.fresh_guests.append(pg)
+        return pg
+
+    def release(self, pg: ProbeGuest, *, failed: bool) -> None:
+        keep = self.keep == "all" or (self.keep == "failed" and failed)
+        try:
+            pg.teardown(keep=keep)
+        finally:
+            self.recorder.set_guest(pg.guest.spec.name, timings=_rounded(pg.timings), kept=keep)
+            if not keep:
+                shutil.rmtree(self.results / "guests" / pg.guest.spec.name, ignore_errors=True)
+            with contextlib.suppress(ValueError):
+                self.fresh_guests.remove(pg)
+
+    def mark_failed(self, guest: str) -> None:
+        if guest in self.pool:
+            self.pool[guest].failed = True
+
+    def _record_guest(self, pg: ProbeGuest) -> None:
+        name = pg.guest.spec.name
+        with contextlib.suppress(KlharnessError):
+            self._write_artifact(name, "domain.xml", pg.guest.live_xml())
+        self.recorder.set_guest(name, plan=pg.plan.name, domain=pg.name, backend=pg.plan.backend,
+                                spec_key=pg.guest.meta.spec_key, accel=pg.guest.accel.accel,
+                                image=pg.image.key, timings=_rounded(pg.timings),
+                                artifacts=str(self.results / "guests" / name))
+
+    def _write_artifact(self, guest: str, filename: str, text: str) -> None:
+        d = self.results / "guests" / guest
+        d.mkdir(parents=True, exist_ok=True)
+        (d / filename).write_text(text)
+
+    # -- the end ----------------------------------------------------------------------------------
+
+    def close(self, status: str) -> None:
+        """Tear down every guest (pooled and fresh), in order; record the outcome; never raise."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        for pg in list(self.fresh_guests):
+            with contextlib.suppress(Exception):
+                self.release(pg, failed=True)
+        for entry in self.pool.values():
+            if entry.future is None or entry.future.cancelled() or not entry.future.done() \
+                    or entry.future.exception() is not None:
+                continue
+            with contextlib.suppress(Exception):
+                self.release(entry.future.result(), failed=entry.failed)
+        with contextlib.suppress(Exception):
+            self.registry.teardown_all()
+            self.registry.__exit__(None, None, None)
+        shutil.rmtree(private_runtime_dir(self.run_id), ignore_errors=True)
+        self.recorder.finish(status)
+
+
+def _rounded(t: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 3) for k, v in t.items()}
+
+
+def _json_or_raw(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def capability_skip(err: BaseException) -> str | None:
+    return str(err) if isinstance(err, CapabilityError) else None

@@ -1,0 +1,75 @@
+"""The pytest plugin, exercised with pytester: parametrization from the matrix, usage errors,
+skips with the profile's reason, and the run record it writes — without booting guests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+KL_ONLY = """
+run: {profile: stock-kvm, kl_backend: emulated}
+guests:
+  - name: kl-a
+    vcpus: 2
+    max_vcpus: 3
+    kl: {enabled: true}
+lifecycle: [save-restore, vcpu-hotplug]
+"""
+
+
+def catalogue(pytester: pytest.Pytester) -> None:
+    for name in ("test_instructions.py", "test_lifecycle.py", "test_exposure.py"):
+        pytester.makepyfile(**{name[:-3]: (REPO / "testcases" / name).read_text()})
+
+
+def test_collect_only_shows_one_test_per_check_and_event(pytester: pytest.Pytester) -> None:
+    catalogue(pytester)
+    cfg = pytester.makefile(".yaml", matrix=KL_ONLY)
+    result = pytester.runpytest("--collect-only", "-q", f"--kl-config={cfg}", f"--kl-results={pytester.path}")
+    out = result.stdout.str()
+    assert "test_check[kl-a:aesenc128kl.fips197_c1]" in out
+    assert "test_check[kl-a:ud.aesenc128kl]" not in out
+    assert "test_handle_across_event[kl-a:save-restore]" in out
+    assert "test_handle_across_event[kl-a:vcpu-hotplug]" in out
+    assert "test_kl_guest_sees_key_locker_exactly_as_configured[kl-a]" in out
+
+
+def test_stock_kvm_skips_kl_cells_with_the_profile_reason(pytester: pytest.Pytester) -> None:
+    catalogue(pytester)
+    cfg = pytester.makefile(".yaml", matrix=KL_ONLY)
+    result = pytester.runpytest("-rs", f"--kl-config={cfg}", f"--kl-results={pytester.path / 'res'}",
+                                "--kl-run-id=t1", "-p", "no:cacheprovider")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("skipped", 0) > 40 and "passed" not in outcomes and "failed" not in outcomes
+    result.stdout.fnmatch_lines(["*mainline KVM treats CR4.KL as reserved*"])
+    record = json.loads((pytester.path / "res" / "t1" / "record.json").read_text())
+    assert record["status"] == "complete" and record["profile"] == "stock-kvm"
+    assert {t["outcome"] for t in record["tests"]} == {"skipped"}
+    assert all("CR4.KL as reserved" in t["reason"] for t in record["tests"])
+
+
+def test_bad_config_is_a_usage_error_naming_the_line(pytester: pytest.Pytester) -> None:
+    catalogue(pytester)
+    cfg = pytester.makefile(".yaml", matrix="guests:\n  - name: a\n    memory: 2 GB\n")
+    result = pytester.runpytest(f"--kl-config={cfg}", f"--kl-results={pytester.path}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*matrix.yaml:3: guests[[]0[]].memory: '2 GB' is not a size (use 2G or 2048M)*"])
+
+
+def test_unknown_profile_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    catalogue(pytester)
+    cfg = pytester.makefile(".yaml", matrix=KL_ONLY)
+    result = pytester.runpytest(f"--kl-config={cfg}", "--kl-profile=nope", f"--kl-results={pytester.path}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*profile 'nope': no configs/profiles/nope.yaml*"])
+
+
+def test_plugin_is_inert_for_ordinary_tests(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_plain():\n    assert 1 + 1 == 2\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert "klharness run record" not in result.stdout.str()
