@@ -199,6 +199,10 @@ class Session:
             out, err, timed_out = _drain(chan, start + limit)
             rc = -1 if timed_out else chan.recv_exit_status()
             chan.close()
+            if rc == -1 and not timed_out:
+                # paramiko's "no exit status": the server side went away mid-command.
+                raise EOFError("the channel closed without an exit status"
+                               + ("" if self._transport.is_active() else " and the connection is down"))
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise SSHError(f"{self.where}: connection lost while running `{command}` after "
                            f"{time.monotonic() - start:.1f}s: {type(exc).__name__}: {exc} (not retried: the command "

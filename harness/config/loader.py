@@ -25,6 +25,8 @@ def uri(v: Any) -> str:
 
 
 def guest_name(v: Any) -> str:
+    if isinstance(v, bool):
+        raise ValueError(f"{v!r} is not a guest name (YAML reads on/off/yes/no as booleans: quote the name)")
     if not isinstance(v, str) or not _NAME_RE.match(v):
         raise ValueError(f"{v!r} is not a guest name (lower-case letters, digits and '-', at most 31)")
     return v
