@@ -43,6 +43,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="whose artifacts (console, domain XML, probe JSON) to keep (default: run.keep)")
     group.addoption("--kl-results", default=None, help="results root (default: run.results)")
     group.addoption("--kl-run-id", default=None, help="run id (default: a new one)")
+    group.addoption("--kl-no-pool", action="store_true",
+                    help="naive mode for benchmarks: a cold boot and a probe run for every test, no sharing")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -115,7 +117,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Boot the pooled guests the collected tests need, in the background, in collection order."""
-    if SESSION_KEY not in session.config.stash or session.config.option.collectonly:
+    if SESSION_KEY not in session.config.stash or session.config.option.collectonly \
+            or session.config.getoption("--kl-no-pool"):
         return
     kls = session.config.stash[SESSION_KEY]
     needed: list[str] = []
@@ -162,18 +165,26 @@ def _skip_if_impossible(kl: KlSession, guest: str) -> None:
 
 
 @pytest.fixture()
-def kl_guest_handle(kl: KlSession, kl_guest: str) -> ProbeGuest:
-    """The pooled (shared) guest for this cell."""
+def kl_guest_handle(kl: KlSession, kl_guest: str, request: pytest.FixtureRequest) -> Iterator[ProbeGuest]:
+    """The pooled (shared) guest for this cell (a private cold boot with --kl-no-pool)."""
     _skip_if_impossible(kl, kl_guest)
+    naive = request.config.getoption("--kl-no-pool")
     try:
-        return kl.pooled(kl_guest)
+        pg = kl.fresh(kl_guest, "-naive") if naive else kl.pooled(kl_guest)
     except CapabilityError as err:
         pytest.skip(str(err))
+    try:
+        yield pg
+    finally:
+        if naive:
+            kl.release(pg, failed=any(r.failed for r in request.node.stash.get(REPORTS_KEY, {}).values()))
 
 
 @pytest.fixture()
-def kl_probe(kl: KlSession, kl_guest: str, kl_guest_handle: ProbeGuest) -> ProbeRun:
-    """The probe document of the pooled guest (run once per guest)."""
+def kl_probe(kl: KlSession, kl_guest: str, kl_guest_handle: ProbeGuest, request: pytest.FixtureRequest) -> ProbeRun:
+    """The probe document of the pooled guest (run once per guest; every test with --kl-no-pool)."""
+    if request.config.getoption("--kl-no-pool"):
+        return kl_guest_handle.probe()
     return kl.probe(kl_guest)
 
 

@@ -33,7 +33,10 @@ def test_bad_config_names_file_line_field_and_fix(path: Path) -> None:
     assert message in text, text
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+MATRICES = sorted(p for p in (REPO / "configs").glob("*.yaml") if p.name != "known-issues.yaml")
+
+
+@pytest.mark.parametrize("path", MATRICES, ids=lambda p: p.name)
 def test_shipped_configs_load(path: Path) -> None:
     config = load_config(path)
     assert config.guests

@@ -115,6 +115,21 @@ def _first_stanza(text: str) -> dict[str, str]:
     return fields
 
 
+def default_kernel(flavour: str = "cloud-amd64") -> str:
+    """The kernel the distribution's ``linux-image-FLAVOUR`` metapackage installs (Debian 12: 6.1).
+
+    Why not the newest in the index: backported 6.12 kernels ignore the extra
+    CPU slots QEMU 7.2 describes ("Allowing N present CPUs plus 0 hotplug
+    CPUs"), so vCPU hotplug never reaches the guest; the stable 6.1 kernel
+    sees hot-added CPUs and boots as fast.  Falls back to :func:`newest_kernel`.
+    """
+    meta = f"linux-image-{flavour}"
+    for dep in depends(meta) if _show(meta).get("Version") else []:
+        if dep.startswith("linux-image-") and dep.endswith(flavour) and dep != meta:
+            return dep
+    return newest_kernel(flavour)
+
+
 def newest_kernel(flavour: str = "cloud-amd64") -> str:
     """Name of the newest real kernel image package of ``flavour`` in the apt index.
 

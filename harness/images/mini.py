@@ -77,7 +77,7 @@ class MiniRecipe(Recipe):
     sources = ("harness/images/mini.py", "harness/images/cpio.py", "harness/images/kernel.py",
                "harness/images/initramfs.py", "harness/images/debs.py", "guest_images/common/*")
     options: ClassVar[Mapping[str, Option]] = {
-        "kernel_package": Option("Debian kernel image package (default: newest linux-image-*-FLAVOUR)"),
+        "kernel_package": Option("Debian kernel image package (default: the one linux-image-FLAVOUR installs)"),
         "flavour": Option("kernel flavour searched when kernel_package is not set", "cloud-amd64"),
         "modules": Option("comma-separated kernel modules loaded at boot, dependencies added", DEFAULT_MODULES),
         "cmdline": Option("kernel command line recorded in the artifact", DEFAULT_CMDLINE),
@@ -85,7 +85,7 @@ class MiniRecipe(Recipe):
 
     def plan(self, options: Mapping[str, str]) -> Plan:
         opts = self.check_options(options)
-        package = debs.resolve(opts.get("kernel_package") or debs.newest_kernel(opts["flavour"]))
+        package = debs.resolve(opts.get("kernel_package") or debs.default_kernel(opts["flavour"]))
         host_files = [BUSYBOX, DROPBEAR, *initramfs.shared_libraries(DROPBEAR)]
         for path in (*host_files, DROPBEARKEY):
             if not path.is_file():

@@ -163,7 +163,10 @@ def _os(image: ImageArtifact, spec: GuestSpec) -> ET.Element:
         _text(os_el, "kernel", str(_absolute(kernel, image)))
         if image.initrd is not None:
             _text(os_el, "initrd", str(_absolute(image.initrd, image)))
-        cmdline = " ".join(s for s in (image.cmdline, spec.extra_cmdline) if s)
+        # QEMU user-mode networking always hands out 10.0.2.15: a static address skips
+        # DHCP (~0.25 s of boot) on images that understand klh.net=static.
+        static_net = "klh.net=static" if "net-static" in image.features else ""
+        cmdline = " ".join(s for s in (image.cmdline, static_net, spec.extra_cmdline) if s)
         if cmdline:
             _text(os_el, "cmdline", cmdline)
     elif image.disk is not None:
