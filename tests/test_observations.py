@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import pytest
 
@@ -73,3 +74,19 @@ def test_not_an_object() -> None:
 def test_huge_output_is_refused() -> None:
     with pytest.raises(ProbeOutputError, match="larger than any probe document"):
         parse_probe_output("x" * (17 * 1024 * 1024), "guest x")
+
+
+BAD_PROBE = Path(__file__).resolve().parent / "data" / "bad" / "probe"
+BAD_EXPECTED: dict[str, str] = json.loads((BAD_PROBE / "expected.json").read_text())
+
+
+def test_there_are_at_least_ten_malformed_probe_outputs() -> None:
+    assert len(BAD_EXPECTED) >= 10
+
+
+@pytest.mark.parametrize("name", sorted(BAD_EXPECTED))
+def test_malformed_probe_output_corpus(name: str) -> None:
+    with pytest.raises(ProbeOutputError) as err:
+        parse_probe_output((BAD_PROBE / name).read_bytes(), f"corpus/{name}")
+    assert str(err.value).startswith(f"corpus/{name}: ")
+    assert BAD_EXPECTED[name] in str(err.value)

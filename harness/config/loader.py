@@ -105,6 +105,9 @@ def _images(doc: Located, raw: Any) -> str | None:
     path = cloud["path"]
     if path is not None and not Path(path).is_absolute():
         raise doc.error(("images", "cloud", "path"), f"{path!r} must be an absolute path")
+    if path is not None and not Path(path).is_file():
+        raise doc.error(("images", "cloud", "path"), f"{path}: no such image file (download or build the qcow2 "
+                        "first, or fix the path)")
     return path  # type: ignore[no-any-return]
 
 
