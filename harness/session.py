@@ -32,7 +32,8 @@ from harness.results.record import RunRecorder, new_run_id
 from harness.ssh import generate_keypair
 from harness.timeouts import from_environment
 from harness.virt.accel import choose_accel
-from harness.virt.connection import connect, is_local
+from harness.virt.connection import connect_resilient, is_local
+from harness.virt.peer import close_run_peers
 from harness.virt.reaper import reap
 from harness.virt.registry import RunGuests
 
@@ -91,7 +92,7 @@ class KlSession:
 
     def _make_context(self) -> RunContext:
         start = time.monotonic()
-        conn = connect(self.uri, timeout=self.timeouts.libvirt_connect)
+        conn = connect_resilient(self.uri, timeout=self.timeouts.libvirt_connect)
         local = is_local(self.uri)
         reaped = reap(conn, local=local)
         accel = choose_accel(self.config.run.accel, local=local)
@@ -219,6 +220,8 @@ class KlSession:
         with contextlib.suppress(Exception):
             self.registry.teardown_all()
             self.registry.__exit__(None, None, None)
+        with contextlib.suppress(Exception):
+            close_run_peers(self.run_id)  # after the guests: migrated ones live on the peer
         shutil.rmtree(private_runtime_dir(self.run_id), ignore_errors=True)
         self.recorder.finish(status)
 

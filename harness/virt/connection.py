@@ -45,6 +45,14 @@ def connect(uri: str = DEFAULT_URI, *, timeout: float = DEFAULT_TIMEOUTS.libvirt
         raise HostError(f"{err}; the daemon may be hung — restart it with scripts/start-libvirt") from err
 
 
+def connect_resilient(uri: str = DEFAULT_URI, *, timeout: float = DEFAULT_TIMEOUTS.libvirt_connect,
+                      reconnect_timeout: float = 60.0) -> Any:
+    """Like :func:`connect`, but the connection reconnects once by itself if the daemon restarts."""
+    from harness.virt.reconnect import ReconnectingConnection
+
+    return ReconnectingConnection(uri, lambda: connect(uri, timeout=timeout), reconnect_timeout=reconnect_timeout)
+
+
 def is_local(uri: str) -> bool:
     """Whether ``uri`` reaches a daemon on this host (paths and pids in metadata mean something here)."""
     host = urlsplit(uri).hostname
