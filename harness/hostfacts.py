@@ -70,4 +70,10 @@ def collect(conn: Any | None = None) -> dict[str, Any]:
     }
     if conn is not None:
         facts["libvirt"] = libvirt_facts(conn)
+    try:
+        from harness.hostcheck import host_check
+
+        facts["host_check"] = host_check(conn)
+    except KlharnessError as err:
+        facts["host_check"] = {"error": str(err)}
     return facts

@@ -1,0 +1,144 @@
+"""The ring-0 helper ``klhelper`` (sources in ``harness/lab/klhelper``): ship, build, load, read back.
+
+Why here: the integration test, the silicon-vs-emulator catalogue test and a
+lab run all need the same steps — upload the sources into a guest (or run
+them on a lab host), ``make`` against the running kernel's headers,
+``insmod``, and say exactly why the module refused, from the kernel log.
+The module is never built on the harness host: it must match the kernel it
+loads into.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import shlex
+import tarfile
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from harness.errors import BuildError
+from harness.paths import PACKAGE_DIR
+
+SOURCE_DIR = PACKAGE_DIR / "lab" / "klhelper"
+SOURCES = ("klhelper_main.c", "klhelper_insn.c", "klhelper.h", "Makefile", "README.md")
+REMOTE_DIR = "/tmp/klhelper"
+DEBUGFS_DIR = "/sys/kernel/debug/klhelper"
+# The module's refusal where CPUID.(7,0):ECX[23]=0 (klhelper_main.c, klh_init).
+NOT_ENUMERATED = "Key Locker not enumerated (CPUID.(7,0):ECX[23]=0)"
+KERNEL_USES_KL = "the kernel already uses Key Locker"
+BUILD_TIMEOUT = 900.0  # a TCG guest compiles a small module in ~1-3 min
+_LOG_LINE = re.compile(r"klhelper: .*")
+
+
+class Remote(Protocol):
+    """What the helper needs of a shell on the target: ``harness.ssh.Session`` fits."""
+
+    def run(self, argv: Any, *, timeout: float | None = None, stdin: bytes | None = None,
+            check: bool = False) -> Any: ...
+
+    def upload(self, data: bytes, remote_path: str, *, mode: int = 0o755) -> None: ...
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What ``insmod klhelper.ko`` did, with the module's own words from the kernel log."""
+
+    loaded: bool
+    returncode: int
+    insmod_output: str
+    kernel_log: tuple[str, ...]
+    build_seconds: float
+    kernel_release: str
+
+    @property
+    def refused_not_enumerated(self) -> bool:
+        return not self.loaded and any(NOT_ENUMERATED in line for line in self.kernel_log)
+
+    @property
+    def refused_kernel_uses_kl(self) -> bool:
+        return not self.loaded and any(KERNEL_USES_KL in line for line in self.kernel_log)
+
+    def describe(self) -> str:
+        state = "loaded" if self.loaded else f"refused (insmod exit {self.returncode}: {self.insmod_output.strip()})"
+        log = "\n  ".join(self.kernel_log) or "(no klhelper lines in the kernel log)"
+        return f"klhelper on {self.kernel_release}: {state}\n  {log}"
+
+
+def missing_sources() -> list[str]:
+    """Source files the shipped tree lacks (empty when complete)."""
+    return [name for name in SOURCES if not (SOURCE_DIR / name).is_file()]
+
+
+def source_archive() -> bytes:
+    """The sources as a gzip'd tar (no build products), for upload."""
+    missing = missing_sources()
+    if missing:
+        raise BuildError(f"klhelper sources incomplete in {SOURCE_DIR}: missing {', '.join(missing)}")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name in SOURCES:
+            info = tar.gettarinfo(str(SOURCE_DIR / name), arcname=name)
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            with (SOURCE_DIR / name).open("rb") as f:
+                tar.addfile(info, f)
+    return buf.getvalue()
+
+
+def build(remote: Remote, *, remote_dir: str = REMOTE_DIR, timeout: float = BUILD_TIMEOUT) -> float:
+    """Upload the sources and ``make`` them against the target's running kernel; returns seconds taken.
+
+    Raises BuildError with the compiler's last lines (missing headers included).
+    """
+    d = shlex.quote(remote_dir)
+    remote.upload(source_archive(), f"{remote_dir}.tar.gz", mode=0o644)
+    start = time.monotonic()
+    res = remote.run(f"rm -rf {d} && mkdir -p {d} && tar -xzf {d}.tar.gz -C {d} && make -C {d} 2>&1",
+                     timeout=timeout)
+    took = time.monotonic() - start
+    if not res.ok:
+        tail = "\n  ".join(res.text().strip().splitlines()[-15:])
+        how = "timed out" if res.timed_out else f"exited {res.rc}"
+        raise BuildError(f"building klhelper on the target {how} after {took:.0f}s:\n  {tail}")
+    return took
+
+
+def load(remote: Remote, *, params: tuple[str, ...] = (), remote_dir: str = REMOTE_DIR,
+         timeout: float = 120.0, build_seconds: float = 0.0) -> LoadResult:
+    """``insmod`` the built module and collect its kernel-log lines (whatever the outcome)."""
+    release = remote.run(["uname", "-r"], timeout=30, check=True).text().strip()
+    res = remote.run(["insmod", f"{remote_dir}/klhelper.ko", *params], timeout=timeout)
+    log = remote.run("dmesg 2>&1 | grep 'klhelper: ' || true", timeout=30)
+    lines = tuple(m.group(0).strip() for m in (_LOG_LINE.search(ln) for ln in log.text().splitlines()) if m)
+    out = (res.stderr.decode(errors="replace") + res.text()).strip()
+    return LoadResult(res.ok, res.rc, out, lines, build_seconds, release)
+
+
+def unload(remote: Remote) -> None:
+    remote.run(["rmmod", "klhelper"], timeout=60)
+
+
+def build_and_load(remote: Remote, *, params: tuple[str, ...] = ()) -> LoadResult:
+    took = build(remote)
+    return load(remote, params=params, build_seconds=took)
+
+
+def status(remote: Remote) -> dict[str, str]:
+    """``/sys/kernel/debug/klhelper/status`` as key -> value (per-CPU lines keyed ``cpuN``)."""
+    res = remote.run(["cat", f"{DEBUGFS_DIR}/status"], timeout=60, check=True)
+    out: dict[str, str] = {}
+    for line in res.text().splitlines():
+        key, sep, value = line.partition(":")
+        if sep and not line.startswith(" "):
+            out[key.strip()] = value.strip()
+    return out
+
+
+def set_iwkey(remote: Remote, integrity: bytes, enc: bytes) -> None:
+    """Load a known IWKey on every CPU (``enc`` = EncKey[127:0] ‖ EncKey[255:128], as the vectors tool)."""
+    if len(integrity) != 16 or len(enc) != 32:
+        raise ValueError("an IWKey is a 16-byte integrity key and a 32-byte encryption key")
+    line = (integrity + enc).hex()
+    remote.run(f"echo {line} > {DEBUGFS_DIR}/iwkey", timeout=60, check=True)
