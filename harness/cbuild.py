@@ -8,8 +8,10 @@ build is reused, two runs building at once never see a half-written binary
 command line is logged so a human can rerun it by hand.
 
 Targets:
-  klprobe     static probe (probe + native backend + emulator + vectors tool)
-  libklemu.so the emulator as a shared library
+  klprobe             static probe (probe + native backend + emulator + vectors tool)
+  libklemu.so         the emulator (and the trap layer's API) as a shared library
+  libklemu-preload.so the same plus klpreload.c: LD_PRELOAD it to run Key Locker
+                      programs on a CPU without Key Locker (docs/trap-mode.md)
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ TARGETS: dict[str, Target] = {
     "klprobe": Target("klprobe", ("klprobe.c", "probe_*.c", "klnative.c", "klvectors.c", "klemu*.c"),
                       ("-static", "-pthread")),
     "libklemu.so": Target("libklemu.so", ("klemu*.c",), ("-shared", "-fPIC", "-pthread")),
+    # The constructor that installs the trap and the sigaction()/signal() interposers live in
+    # klpreload.c, outside the klemu*.c glob, so the static probe and libklemu.so never carry them.
+    # -Bsymbolic: the library's own calls never bind to same-named symbols of the program.
+    "libklemu-preload.so": Target("libklemu-preload.so", ("klemu*.c", "klpreload.c"),
+                                  ("-shared", "-fPIC", "-pthread", "-Wl,-Bsymbolic")),
 }
 
 

@@ -2,7 +2,7 @@
  * klprobe: exercise Intel Key Locker and report raw observations as JSON.
  *
  *   klprobe [run] [--backend auto|native|emulated] [--config PATH]
- *           [--no-timing] [--reps N] [--iters N] [--cpu N]
+ *           [--no-timing] [--reps N] [--iters N] [--cpu N] [--trap]
  *   klprobe cpuid
  *   klprobe handle save FILE | handle check FILE   [backend options]
  *   klprobe vectors [--backend native|emulated] [--config PATH]  < ops.jsonl
@@ -12,6 +12,8 @@
  * when CPUID says KL and AESKLE and a first ENCODEKEY128 does not fault,
  * else emulated when a configuration is present, else the native "absent"
  * path, which checks that every KL instruction raises #UD.
+ * --trap runs the native path under trap mode (klemu_trap.h): the real
+ * instructions fault and klemu completes them; provenance "trapped".
  *
  * Exit codes: 0 document written; 2 bad usage or configuration (message on
  * stderr).  The probe never judges: pass/fail is decided in Python.
@@ -25,6 +27,7 @@
 #include "klbackend.h"
 #include "klemu.h"
 #include "klemu_conf.h"
+#include "klemu_trap.h"
 #include "klvectors.h"
 #include "probe_checks.h"
 #include "probe_cpu.h"
@@ -45,6 +48,7 @@ struct options {
 	const char *config;
 	int timing, reps, iters;
 	int cpu; /* -1: any; else pin the whole probe to this CPU */
+	int trap; /* native instructions completed by the SIGILL trap layer */
 };
 
 static void usage(void)
@@ -52,7 +56,7 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: klprobe [run|cpuid|vectors|handle save FILE|handle check FILE]\n"
 		"               [--backend auto|native|emulated] [--config PATH]\n"
-		"               [--no-timing] [--reps N] [--iters N] [--cpu N]\n");
+		"               [--no-timing] [--reps N] [--iters N] [--cpu N] [--trap]\n");
 	exit(2);
 }
 
@@ -89,6 +93,7 @@ static void parse_args(int argc, char **argv, struct options *o)
 		else if (!strcmp(a, "--reps") && i + 1 < argc) o->reps = atoi(argv[++i]);
 		else if (!strcmp(a, "--iters") && i + 1 < argc) o->iters = atoi(argv[++i]);
 		else if (!strcmp(a, "--cpu") && i + 1 < argc) o->cpu = atoi(argv[++i]);
+		else if (!strcmp(a, "--trap")) o->trap = 1;
 		else {
 			fprintf(stderr, "klprobe: unknown option '%s'\n", a);
 			usage();
@@ -96,6 +101,10 @@ static void parse_args(int argc, char **argv, struct options *o)
 	}
 	if (strcmp(o->backend, "auto") && strcmp(o->backend, "native") && strcmp(o->backend, "emulated")) {
 		fprintf(stderr, "klprobe: --backend must be auto, native or emulated (got '%s')\n", o->backend);
+		exit(2);
+	}
+	if (o->trap && (!strcmp(o->backend, "emulated") || !strcmp(o->command, "vectors"))) {
+		fprintf(stderr, "klprobe: --trap runs the native path: use it with run or handle and --backend native\n");
 		exit(2);
 	}
 	if (o->reps < 3 || o->iters < 1) {
@@ -176,6 +185,31 @@ static int select_backend(const struct options *o, struct selection *s)
 		       (!strcmp(o->backend, "auto") && !native_ok && klemu_conf_locate(o->config));
 
 	p->cpl = 3;
+	if (o->trap) {
+		/* Trap mode: the native instructions run, fault, and the trap layer
+		 * completes them on the context the emulated backend would use.
+		 * CPUID stays the hardware's (no CPUID faulting here, and it was
+		 * read above), so the CPU view comes from the configuration. */
+		if (hw_kl && hw_aeskle) {
+			fprintf(stderr, "klprobe: --trap: this CPU runs Key Locker itself; nothing would trap\n");
+			return -1;
+		}
+		if (load_emulator(o, s))
+			return -1;
+		if (klemu_trap_install_ctx(s->emu, s->config_source)) {
+			fprintf(stderr, "klprobe: --trap: %s\n", klemu_trap_last_error());
+			return -1;
+		}
+		p->be = native;
+		emulated_view(&s->hw, s->emu, &p->cpu);
+		p->provenance = "trapped";
+		p->cpl = s->emu->cpu.cpl;
+		p->expected_dest = (uint32_t)(s->emu->iwkey.nobackup | s->emu->iwkey.keysource << 1);
+		p->kl_usable = probe_cpu_kl(&p->cpu) && probe_cpu_aeskle(&p->cpu) && first_encode_ok(&p->be);
+		s->reason = "trap mode: native instructions completed by the SIGILL trap layer; CPU view from the "
+			    "emulator configuration";
+		return 0;
+	}
 	if (want_emu) {
 		if (load_emulator(o, s))
 			return -1;
@@ -301,8 +335,9 @@ int main(int argc, char **argv)
 	json_end_array(&w);
 	json_key(&w, "timing");
 	if (!strcmp(o.command, "run") && o.timing) {
-		struct probe_timing_opts t = {o.reps, o.iters, s.ctx.kl_usable && !s.emu,
-					      s.ctx.kl_usable ? s.emu : NULL, s.ctx.provenance};
+		int trapped = o.trap; /* time the trapped instructions, not the emulator alone */
+		struct probe_timing_opts t = {o.reps, o.iters, s.ctx.kl_usable && (!s.emu || trapped),
+					      s.ctx.kl_usable && !trapped ? s.emu : NULL, s.ctx.provenance};
 		probe_timing_json(&w, &t);
 	} else {
 		json_null(&w);

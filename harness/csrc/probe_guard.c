@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include "klemu_trap.h"
+
 static const int guarded[PROBE_GUARD_NSIG] = {SIGILL, SIGSEGV, SIGBUS, SIGFPE};
 
 /* The one piece of process-wide state: which guard is armed, so the handler
@@ -29,13 +31,13 @@ void probe_guard_arm(struct probe_guard *g)
 	g->signal = 0;
 	active = g;
 	for (int i = 0; i < PROBE_GUARD_NSIG; i++)
-		sigaction(guarded[i], &sa, &g->saved[i]);
+		klemu_trap_sigaction(guarded[i], &sa, &g->saved[i]); /* behind the trap, if installed */
 }
 
 static void restore(struct probe_guard *g)
 {
 	for (int i = 0; i < PROBE_GUARD_NSIG; i++)
-		sigaction(guarded[i], &g->saved[i], NULL);
+		klemu_trap_sigaction(guarded[i], &g->saved[i], NULL);
 	active = NULL;
 }
 
