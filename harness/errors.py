@@ -15,6 +15,7 @@ how to fix it.
     ├── HostError              the host lacks something (daemon down, package missing, port taken)
     │   └── CapabilityError    the host cannot give what a cell asks for (a skip, not a failure)
     ├── VirtError              libvirt refused or failed an operation on a domain
+    │   └── MigrationRefused   the stack would not migrate this guest (a blocker, not a failure)
     ├── GuestError             a guest misbehaved (no boot progress, panic, bad answer)
     │   └── SSHError           SSH to a guest failed (connect, auth, host key, exec)
     └── CommandError           a local command failed or timed out (harness.proc)
@@ -54,6 +55,10 @@ class CapabilityError(HostError):
 
 class VirtError(KlharnessError):
     """libvirt refused or failed an operation."""
+
+
+class MigrationRefused(VirtError):
+    """libvirt or QEMU refused to migrate a guest (e.g. a migration blocker); the guest stays on the source."""
 
 
 class GuestError(KlharnessError):

@@ -11,9 +11,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from harness.errors import CapabilityError, GuestError
+from harness.errors import CapabilityError, GuestError, HostError
 from harness.guestrun import ProbeGuest
 from harness.virt import lifecycle
+from harness.virt.connection import is_local
+from harness.virt.migrate import migrate_live
+from harness.virt.peer import run_peer
 
 # Events that need a persistent (defined) domain rather than a transient one.
 NEEDS_PERSISTENT = frozenset({"managed-save"})
@@ -57,6 +60,30 @@ def vcpu_hotplug(pg: ProbeGuest) -> dict[str, float]:
     return {"add_vcpus": took, "new_cpu": float(new_cpu)}
 
 
+def migrate(pg: ProbeGuest) -> dict[str, float]:
+    """Live-migrate the guest to the run's peer daemon (a second libvirtd on this host), or back, and reconnect.
+
+    MigrationRefused (a VirtError) propagates: a profile may expect it.
+    The peer outlives the guest; the session stops it at the end of the run.
+    """
+    if not is_local(str(pg.ctx.conn.getURI())):
+        raise CapabilityError("lifecycle event 'migrate' needs the run's libvirt daemon on this host (the peer "
+                              "daemon is local); migration between lab hosts is not supported yet")
+    try:
+        peer = run_peer(pg.ctx.run_id, timeouts=pg.ctx.timeouts)
+    except HostError as err:
+        raise CapabilityError(f"lifecycle event 'migrate' cannot run here: {err}") from err
+    dest = pg.ctx.conn if pg.guest.conn is peer.conn else peer.conn
+    pg.drop_session()
+    took = migrate_live(pg.guest, dest, timeout=pg.ctx.timeouts.migrate)
+    start = time.monotonic()
+    pg.connect()
+    out = {"migrate": took, "ssh_back": time.monotonic() - start, "peer_start": peer.timings.get("start", 0.0)}
+    if "migrate_downtime" in pg.guest.timings:
+        out["downtime"] = pg.guest.timings["migrate_downtime"]
+    return out
+
+
 def _not_here(event: str, why: str) -> Callable[[ProbeGuest], dict[str, float]]:
     def perform(pg: ProbeGuest) -> dict[str, float]:
         raise CapabilityError(f"lifecycle event {event!r} cannot run here: {why}")
@@ -70,8 +97,7 @@ EVENTS: dict[str, Callable[[ProbeGuest], dict[str, float]]] = {
     "vcpu-hotplug": vcpu_hotplug,
     "suspend": _not_here("suspend", "suspend-to-RAM needs the bzImage boot path and an S3-capable guest "
                          "spec; this klharness version does not drive it yet"),
-    "migrate": _not_here("migrate", "live migration needs a second libvirt daemon (harness.virt migration "
-                         "support is not in this version yet)"),
+    "migrate": migrate,
 }
 
 

@@ -6,12 +6,15 @@ Where things live::
     accel.py       choose_accel -> AccelChoice                    (KVM only when provably usable)
     domain_xml.py  build_domain_xml, patch_for_restore            (XML as ElementTree data)
     metadata.py    RunMetadata                                    (the run tag the reaper reads)
-    connection.py  connect, libvirt error translation
+    connection.py  connect, connect_resilient, libvirt error translation
+    reconnect.py   ReconnectingConnection                         (survives a daemon restart)
     launch.py      launch -> Guest                                (workdir, overlay, fw_cfg, create, boot wait)
     guest.py       Guest: state, console wait, destroy, teardown  (one boot's runtime state)
     lifecycle.py   shutdown, reboot, reset, save, restore, managed save, S3/freeze wake, vCPU add
     console.py     ConsoleLog                                     (the serial log file, waits on it)
     registry.py    RunGuests                                      (a run's guests + SIGINT/SIGTERM teardown)
     reaper.py      reap                                           (what dead runs left behind)
-    ports.py, overlay.py, fwcfg.py, qemu_access.py, bounded.py, timeouts.py  (small helpers)
+    peer.py        PeerDaemon, run_peer, reap_peers               (a second, isolated libvirtd on this host)
+    migrate.py     migrate_live, migrate_offline, refusal         (live / save-restore migration)
+    ports.py, overlay.py, fwcfg.py, qemu_access.py, bounded.py     (small helpers)
 """

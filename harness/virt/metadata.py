@@ -80,7 +80,10 @@ def process_start(pid: int) -> str:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return ""
-    return stat.rsplit(")", 1)[1].split()[19]
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):
+        return ""  # a zombie (a killed harness its parent has not reaped yet) is not alive
+    return fields[19]
 
 
 def harness_alive(meta: RunMetadata) -> bool:

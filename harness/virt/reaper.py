@@ -71,6 +71,11 @@ def reap(conn: Any, *, run_id: str | None = None, everything: bool = False, loca
     domain of that run.  ``everything``: every ``klh-*`` domain.
     """
     out: list[Reaped] = []
+    if local:  # peer daemons of dead runs first: their domains are not on ``conn``
+        from harness.virt.peer import reap_peers  # peer imports this module
+
+        out += reap_peers((workdir_root or runtime_root()) / "peers", run_id=run_id, everything=everything,
+                          timeouts=timeouts)
     try:
         doms = bounded(lambda: conn.listAllDomains(0), timeout=timeouts.libvirt_call, what="listing domains")
     except libvirt.libvirtError as err:
