@@ -15,25 +15,27 @@ import logging
 import shutil
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from harness import cbuild, hostfacts
-from harness.config.model import Config
+from harness.config.model import LOCAL_PEER, Config, HostConfig
 from harness.errors import CapabilityError, KlharnessError
 from harness.guestrun import ProbeGuest, ProbeRun, RunContext, boot
+from harness.hostcheck import host_check
 from harness.images import build_image
 from harness.images.artifact import ImageArtifact
 from harness.kl.emuconfig import private_runtime_dir
 from harness.matrix import GuestPlan, plan
+from harness.placement import HostCapability, Placement, place
 from harness.profiles import Profile
 from harness.results.record import RunRecorder, new_run_id
 from harness.ssh import generate_keypair
 from harness.timeouts import from_environment
 from harness.virt.accel import choose_accel
 from harness.virt.connection import connect_resilient, is_local
-from harness.virt.peer import close_run_peers
+from harness.virt.peer import close_run_peers, run_peer
 from harness.virt.reaper import reap
 from harness.virt.registry import RunGuests
 
@@ -56,7 +58,8 @@ class KlSession:
                  results_root: Path | None = None, run_id: str | None = None) -> None:
         self.config = config
         self.profile = profile
-        self.uri = uri or config.run.uri
+        self.hosts = ((HostConfig("local", uri),) if uri else config.all_hosts())
+        self.uri = self.hosts[0].uri
         self.keep = keep or config.run.keep
         self.run_id = run_id or new_run_id()
         self.results = (results_root or Path(config.run.results)).resolve() / self.run_id
@@ -67,6 +70,8 @@ class KlSession:
         self._ctx_error: BaseException | None = None
         self._ctx_lock = threading.Lock()
         self._images: dict[str, ImageArtifact] = {}
+        self._host_ctx: dict[str, RunContext] = {}
+        self._placement: Placement | None = None
         self._executor = cf.ThreadPoolExecutor(max_workers=config.run.parallel, thread_name_prefix="klh-boot")
         self.registry = RunGuests(self.run_id, keep_console=True)
         self.recorder = RunRecorder(self.results, self.run_id, {
@@ -101,11 +106,57 @@ class KlSession:
         self.registry.__enter__()
         facts = hostfacts.collect(conn)
         facts["accel"] = {"accel": accel.accel, "reason": accel.reason}
+        facts["name"] = self.hosts[0].name
         self.recorder.update(lambda d: d.update(host=facts, reaped=[r.describe() for r in reaped]))
         ctx = RunContext(self.run_id, conn, keypair, self.timeouts, self.registry, probe, accel,
                          self.results / "guests")
         self.recorder.update(lambda d: d.setdefault("timings", {}).update(setup=time.monotonic() - start))
         return ctx
+
+    def host_context(self, host: str) -> RunContext:
+        """The context for one host of ``hosts:`` (the first is :meth:`context`); same key, probe and run."""
+        first = self.context()
+        if host == self.hosts[0].name:
+            return first
+        with self._ctx_lock:
+            if host in self._host_ctx:
+                return self._host_ctx[host]
+            cfg = next(h for h in self.hosts if h.name == host)
+            uri = run_peer(self.run_id, timeouts=self.timeouts).uri if cfg.uri == LOCAL_PEER else cfg.uri
+            conn = connect_resilient(uri, timeout=self.timeouts.libvirt_connect)
+            local = is_local(uri)
+            if local:
+                reap(conn, local=True)
+            ctx = replace(first, conn=conn, accel=choose_accel(self.config.run.accel, local=local))
+            check = host_check(conn, uri=uri)
+            self.recorder.update(lambda d: d.setdefault("other_hosts", {}).update(
+                {host: {"uri": uri, "accel": ctx.accel.accel, "host_check": check}}))
+            self._host_ctx[host] = ctx
+            return ctx
+
+    def placement(self) -> Placement:
+        """Which host boots which guest (computed once, after every host answered)."""
+        if self._placement is None:
+            caps = []
+            for h in self.hosts:
+                ctx = self.host_context(h.name)
+                report = host_check(ctx.conn) if h is self.hosts[0] else \
+                    self.recorder.snapshot()["other_hosts"][h.name]["host_check"]
+                caps.append(HostCapability(h.name, report["verdicts"]["native"]["possible"] is True))
+            self._placement = place(list(self.plans.values()), caps, self.config)
+            self.recorder.update(lambda d: d.update(placement=dict(self._placement.host_of),  # type: ignore[union-attr]
+                                                    unplaced=dict(self._placement.unplaced)))  # type: ignore[union-attr]
+        return self._placement
+
+    def context_for(self, guest: str) -> tuple[str, RunContext]:
+        """The host (name, context) that runs ``guest``; CapabilityError (a skip) when none can."""
+        if len(self.hosts) == 1:
+            return self.hosts[0].name, self.context()
+        where = self.placement()
+        if guest in where.unplaced:
+            raise CapabilityError(where.unplaced[guest])
+        host = where.host_of[guest]
+        return host, self.host_context(host)
 
     def image(self, name: str) -> ImageArtifact:
         if name not in self._images:
@@ -133,10 +184,10 @@ class KlSession:
                 entry.future = self._executor.submit(self._boot_pooled, name)
 
     def _boot_pooled(self, name: str) -> ProbeGuest:
-        ctx = self.context()
+        host, ctx = self.context_for(name)
         p = self.plans[name]
         pg = boot(ctx, p, self.image(p.spec.image))
-        self._record_guest(pg)
+        self._record_guest(pg, host)
         return pg
 
     def pooled(self, name: str) -> ProbeGuest:
@@ -167,10 +218,10 @@ class KlSession:
 
     def fresh(self, name: str, suffix: str, *, persistent: bool = False) -> ProbeGuest:
         """A dedicated guest for a destructive test (torn down by :meth:`release`)."""
-        ctx = self.context()
+        host, ctx = self.context_for(name)
         p = self.plans[name]
         pg = boot(ctx, p, self.image(p.spec.image), suffix=suffix, persistent=persistent)
-        self._record_guest(pg)
+        self._record_guest(pg, host)
         self.fresh_guests.append(pg)
         return pg
 
@@ -189,11 +240,11 @@ class KlSession:
         if guest in self.pool:
             self.pool[guest].failed = True
 
-    def _record_guest(self, pg: ProbeGuest) -> None:
+    def _record_guest(self, pg: ProbeGuest, host: str) -> None:
         name = pg.guest.spec.name
         with contextlib.suppress(KlharnessError):
             self._write_artifact(name, "domain.xml", pg.guest.live_xml())
-        self.recorder.set_guest(name, plan=pg.plan.name, domain=pg.name, backend=pg.plan.backend,
+        self.recorder.set_guest(name, plan=pg.plan.name, domain=pg.name, backend=pg.plan.backend, host=host,
                                 spec_key=pg.guest.meta.spec_key, accel=pg.guest.accel.accel,
                                 image=pg.image.key, timings=_rounded(pg.timings),
                                 artifacts=str(self.results / "guests" / name))

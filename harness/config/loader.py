@@ -8,7 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import fields as f
-from harness.config.model import LIFECYCLE_EVENTS, RESTRICTIONS, Config, GuestConfig, KlConfig, RunSettings
+from harness.config.model import (
+    LIFECYCLE_EVENTS,
+    LOCAL_PEER,
+    RESTRICTIONS,
+    Config,
+    GuestConfig,
+    HostConfig,
+    KlConfig,
+    RunSettings,
+)
 from harness.config.yamlpos import Located, PathKey, load_yaml
 from harness.timeouts import Timeouts
 
@@ -76,6 +85,19 @@ TOP_SETTINGS = (
     f.Setting("lifecycle", f.string_list(LIFECYCLE_EVENTS), (), "lifecycle events for KL guests"),
     f.Setting("timeouts", lambda v: v, {}, "timeout overrides in seconds"),
     f.Setting("images", lambda v: v, {}, "image options (cloud: {path: ...})"),
+    f.Setting("hosts", lambda v: v, [], "libvirt hosts to spread the matrix over ({name, uri} each)"),
+)
+
+
+def host_uri(v: Any) -> str:
+    if v == LOCAL_PEER:
+        return LOCAL_PEER
+    return uri(v)
+
+
+HOST_SETTINGS = (
+    f.Setting("name", guest_name, None, "host name used in results", required=True),
+    f.Setting("uri", host_uri, None, f"libvirt URI (qemu+ssh://lab1/system) or {LOCAL_PEER}", required=True),
 )
 
 TIMEOUT_SETTINGS = tuple(f.Setting(fl.name, f.positive_seconds, fl.default, f"{fl.name} timeout")
@@ -93,9 +115,23 @@ def load_config(path: Path | str, *, display: str | None = None) -> Config:
     if not isinstance(top["guests"], list) or not top["guests"]:
         raise doc.error(("guests",), "expected a non-empty list of guests")
     guests = tuple(_guest(doc, ("guests", i), raw) for i, raw in enumerate(top["guests"]))
-    config = Config(doc.source, run, guests, top["lifecycle"], timeouts, cloud)
+    hosts = _hosts(doc, top["hosts"])
+    config = Config(doc.source, run, guests, top["lifecycle"], timeouts, cloud, hosts)
     _cross_checks(doc, config)
     return config
+
+
+def _hosts(doc: Located, raw: Any) -> tuple[HostConfig, ...]:
+    if not isinstance(raw, list):
+        raise doc.error(("hosts",), "expected a list of {name, uri} (e.g. - {name: lab1, uri: qemu+ssh://lab1/system})")
+    hosts: list[HostConfig] = []
+    for i, item in enumerate(raw):
+        h = f.parse_section(doc, ("hosts", i), item, HOST_SETTINGS)
+        for j, prev in enumerate(hosts):
+            if prev.name == h["name"] or prev.uri == h["uri"]:
+                raise doc.error(("hosts", i), f"same name or URI as hosts[{j}]: each host once")
+        hosts.append(HostConfig(h["name"], h["uri"]))
+    return tuple(hosts)
 
 
 def _images(doc: Located, raw: Any) -> str | None:

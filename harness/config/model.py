@@ -58,6 +58,17 @@ class GuestConfig:
     line: int = 0                     # where it was declared, for messages
 
 
+LOCAL_PEER = "local-peer"  # a second libvirtd on this host, started by the harness (stands in for a lab host)
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    """``hosts[]`` — one libvirt host the matrix may use (a URI, or ``local-peer``)."""
+
+    name: str
+    uri: str
+
+
 @dataclass(frozen=True)
 class Config:
     source: str
@@ -66,6 +77,10 @@ class Config:
     lifecycle: tuple[str, ...] = ()
     timeouts: Timeouts = field(default_factory=Timeouts)
     cloud_image: str | None = None
+    hosts: tuple[HostConfig, ...] = ()  # empty: the single host run.uri
+
+    def all_hosts(self) -> tuple[HostConfig, ...]:
+        return self.hosts or (HostConfig("local", self.run.uri),)
 
     def guest(self, name: str) -> GuestConfig:
         for g in self.guests:
