@@ -60,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
         print()
         print(summarize(load_record(record_path)))
         print(f"\nrun record: {record_path}\nJUnit: {results_root / run_id / 'junit.xml'}")
+        from harness.report.write import after_run
+        print(after_run(results_root / run_id))
     return code
 
 

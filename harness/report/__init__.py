@@ -1,0 +1,13 @@
+"""Reports from run records, for three readers.
+
+- ``html``: one self-contained page (inline CSS and SVG, nothing fetched) that a lab lead reads in a
+  minute: counts, the failures with their reasons, a guest × check matrix, plots, per-test detail.
+- ``markdown``: a short summary for CI comments and mail.
+- ``compare``: what changed between two runs (regressions, fixes, provenance, performance judged
+  against its own noise), with ``known_issues`` keeping known intermittent failures out of the tally.
+- ``history``: the last N runs of a results directory per test and per figure (flakes, drift).
+
+``model`` holds the read-only views over a record that all of them share; ``svg`` draws the charts.
+"""
+
+from __future__ import annotations
