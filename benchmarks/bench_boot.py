@@ -67,7 +67,7 @@ def qemu_argv(art: ImageArtifact, args: argparse.Namespace, port: int, console: 
     if args.append:
         cmdline += " " + args.append
     argv = [
-        "qemu-system-x86_64", "-accel", "tcg", "-M", args.machine, "-cpu", args.cpu, "-m", str(args.memory),
+        "qemu-system-x86_64", "-accel", args.accel, "-M", args.machine, "-cpu", args.cpu, "-m", str(args.memory),
         "-smp", "1", "-nodefaults", "-no-user-config", "-display", "none",
         "-serial", f"file:{console}",
         "-kernel", str(art.kernel_bzimage if args.bzimage else art.kernel), "-initrd", str(art.initrd),
@@ -157,6 +157,8 @@ def main() -> int:
     ap.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE", help="image option")
     ap.add_argument("--cpu", default="max", help="QEMU -cpu model (default: max; qemu64 has no RDRAND)")
     ap.add_argument("--machine", default="pc")
+    ap.add_argument("--accel", choices=("tcg", "kvm"), default="tcg",
+                    help="accelerator (kvm only where klharness host-check says KVM is usable)")
     ap.add_argument("--memory", type=int, default=512, help="MiB")
     ap.add_argument("--net", choices=("static", "dhcp"), default="static")
     ap.add_argument("--rng", action=argparse.BooleanOptionalAction, default=True, help="virtio-rng device")
