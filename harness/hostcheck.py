@@ -43,6 +43,7 @@ from harness import cbuild, hostfacts, proc
 from harness.errors import KlharnessError
 from harness.kl.cpuid import CPUID7_ECX_KL, Regs
 from harness.kl.observations import parse_probe_output
+from harness.redact import redact_uri
 from harness.virt.accel import HARDWARE_KVM_MODULES, SOFTWARE_KVM_MODULES, kvm_usability, loaded_modules
 from harness.virt.spec import DEFAULT_KL_FEATURE_NAME
 
@@ -368,7 +369,8 @@ def host_check(conn: Any | None = None, *, uri: str | None = None,
         local = uri is None or is_local(uri)
     names = feature_names(feature_name)
     report: dict[str, Any] = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "checked_at": time.time(),
-                              "scope": "local" if local else "remote", "uri": uri, "feature_name": feature_name,
+                              "scope": "local" if local else "remote", "uri": redact_uri(uri) if uri else uri,
+                              "feature_name": feature_name,
                               "hostname": platform.node()}
     if conn is not None:
         report["libvirt"] = libvirt_host_facts(conn, names)

@@ -15,6 +15,7 @@ from typing import Any
 
 from harness import cbuild, proc
 from harness.errors import KlharnessError
+from harness.redact import redact_uri
 
 
 def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, str]:
@@ -48,7 +49,7 @@ def libvirt_facts(conn: Any) -> dict[str, Any]:
     """Versions as the (possibly remote) daemon reports them."""
     facts: dict[str, Any] = {}
     with contextlib.suppress(Exception):
-        facts["uri"] = conn.getURI()
+        facts["uri"] = redact_uri(conn.getURI())
         facts["hostname"] = conn.getHostname()
         facts["libvirt"] = _version(conn.getLibVersion())
         facts["hypervisor"] = conn.getType()

@@ -30,6 +30,7 @@ from harness.kl.emuconfig import private_runtime_dir
 from harness.matrix import GuestPlan, plan
 from harness.placement import HostCapability, Placement, place
 from harness.profiles import Profile
+from harness.redact import redact_uri
 from harness.results.record import RunRecorder, new_run_id
 from harness.ssh import generate_keypair
 from harness.timeouts import from_environment
@@ -75,7 +76,8 @@ class KlSession:
         self._executor = cf.ThreadPoolExecutor(max_workers=config.run.parallel, thread_name_prefix="klh-boot")
         self.registry = RunGuests(self.run_id, keep_console=True)
         self.recorder = RunRecorder(self.results, self.run_id, {
-            "config": config.source, "profile": profile.name, "profile_source": profile.source, "uri": self.uri,
+            "config": config.source, "profile": profile.name, "profile_source": profile.source,
+            "uri": redact_uri(self.uri),
         })
         self.fresh_guests: list[ProbeGuest] = []
 
@@ -130,7 +132,7 @@ class KlSession:
             ctx = replace(first, conn=conn, accel=choose_accel(self.config.run.accel, local=local))
             check = host_check(conn, uri=uri)
             self.recorder.update(lambda d: d.setdefault("other_hosts", {}).update(
-                {host: {"uri": uri, "accel": ctx.accel.accel, "host_check": check}}))
+                {host: {"uri": redact_uri(uri), "accel": ctx.accel.accel, "host_check": check}}))
             self._host_ctx[host] = ctx
             return ctx
 

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import libvirt
 
 from harness.errors import CapabilityError, HostError, VirtError
+from harness.redact import redact_text, redact_uri
 from harness.timeouts import DEFAULT_TIMEOUTS
 from harness.virt.bounded import bounded
 
@@ -34,11 +35,13 @@ def silence_libvirt_stderr() -> None:
 def connect(uri: str = DEFAULT_URI, *, timeout: float = DEFAULT_TIMEOUTS.libvirt_connect) -> Any:
     """Open ``uri`` read-write, or raise HostError saying how to start the daemon."""
     silence_libvirt_stderr()
+    shown = redact_uri(uri)
     try:
-        return bounded(lambda: libvirt.open(uri), timeout=timeout, what=f"connecting to libvirt at {uri}")
+        return bounded(lambda: libvirt.open(uri), timeout=timeout, what=f"connecting to libvirt at {shown}")
     except libvirt.libvirtError as err:
         raise HostError(
-            f"cannot connect to libvirt at {uri}: {err.get_error_message()}. Is the daemon running? "
+            f"cannot connect to libvirt at {shown}: {redact_text(err.get_error_message() or '', [uri])}. "
+            "Is the daemon running? "
             "Start it with scripts/start-libvirt (no systemd here: it runs virtlogd -d and libvirtd -d)"
         ) from err
     except VirtError as err:
