@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ class RunContext:
     probe_binary: Path
     accel: AccelChoice
     artifacts: Path  # results/<run>/guests
+    stage: Callable[[Path, str], Path] | None = None  # upload a file to the host (hosts that can't read ours)
 
 
 @dataclass
@@ -163,7 +165,7 @@ def boot(ctx: RunContext, plan: GuestPlan, image: ImageArtifact, *, suffix: str 
     console.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     guest = launch(ctx.conn, spec, image, run_id=ctx.run_id, accel=ctx.accel, fwcfg=entries,
-                   console_log=console, registry=ctx.registry, timeouts=ctx.timeouts)
+                   console_log=console, registry=ctx.registry, timeouts=ctx.timeouts, stage=ctx.stage)
     pg = ProbeGuest(plan, guest, ctx, image, secret)
     pg.timings.update({f"virt_{k}": v for k, v in guest.timings.items()})
     pg.timings["boot_total"] = time.monotonic() - start

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import functools
 import json
 import logging
 import shutil
@@ -37,6 +38,7 @@ from harness.timeouts import from_environment
 from harness.virt.accel import choose_accel
 from harness.virt.connection import connect_resilient, is_local
 from harness.virt.peer import close_run_peers, run_peer
+from harness.virt.pool import delete_volumes, stage_file, stage_image
 from harness.virt.reaper import reap
 from harness.virt.registry import RunGuests
 
@@ -72,6 +74,7 @@ class KlSession:
         self._ctx_lock = threading.Lock()
         self._images: dict[str, ImageArtifact] = {}
         self._host_ctx: dict[str, RunContext] = {}
+        self._staged: dict[str, ImageArtifact] = {}
         self._placement: Placement | None = None
         self._executor = cf.ThreadPoolExecutor(max_workers=config.run.parallel, thread_name_prefix="klh-boot")
         self.registry = RunGuests(self.run_id, keep_console=True)
@@ -130,6 +133,8 @@ class KlSession:
             if local:
                 reap(conn, local=True)
             ctx = replace(first, conn=conn, accel=choose_accel(self.config.run.accel, local=local))
+            if cfg.stage_files:
+                ctx = replace(ctx, stage=functools.partial(_stage_private, conn))
             check = host_check(conn, uri=uri)
             self.recorder.update(lambda d: d.setdefault("other_hosts", {}).update(
                 {host: {"uri": redact_uri(uri), "accel": ctx.accel.accel, "host_check": check}}))
@@ -185,10 +190,24 @@ class KlSession:
             if entry.future is None and self.skip_reason(name) is None:
                 entry.future = self._executor.submit(self._boot_pooled, name)
 
+    def image_for(self, name: str, host: str, ctx: RunContext) -> ImageArtifact:
+        """The image as ``host`` sees it: staged through its storage pool when it cannot read ours."""
+        image = self.image(name)
+        if ctx.stage is None:
+            return image
+        with self._ctx_lock:
+            key = f"{host}/{name}"
+            if key not in self._staged:
+                start = time.monotonic()
+                self._staged[key] = stage_image(ctx.conn, image)
+                took = round(time.monotonic() - start, 2)
+                self.recorder.update(lambda d: d.setdefault("staged_images", {}).update({key: took}))
+            return self._staged[key]
+
     def _boot_pooled(self, name: str) -> ProbeGuest:
         host, ctx = self.context_for(name)
         p = self.plans[name]
-        pg = boot(ctx, p, self.image(p.spec.image))
+        pg = boot(ctx, p, self.image_for(p.spec.image, host, ctx))
         self._record_guest(pg, host)
         return pg
 
@@ -222,7 +241,7 @@ class KlSession:
         """A dedicated guest for a destructive test (torn down by :meth:`release`)."""
         host, ctx = self.context_for(name)
         p = self.plans[name]
-        pg = boot(ctx, p, self.image(p.spec.image), suffix=suffix, persistent=persistent)
+        pg = boot(ctx, p, self.image_for(p.spec.image, host, ctx), suffix=suffix, persistent=persistent)
         self._record_guest(pg, host)
         self.fresh_guests.append(pg)
         return pg
@@ -274,9 +293,16 @@ class KlSession:
             self.registry.teardown_all()
             self.registry.__exit__(None, None, None)
         with contextlib.suppress(Exception):
+            for ctx in self._host_ctx.values():
+                if ctx.stage is not None:
+                    delete_volumes(ctx.conn, f"fw-klh-{self.run_id}-")  # fw_cfg blobs may hold secrets
             close_run_peers(self.run_id)  # after the guests: migrated ones live on the peer
         shutil.rmtree(private_runtime_dir(self.run_id), ignore_errors=True)
         self.recorder.finish(status)
+
+
+def _stage_private(conn: Any, path: Path, volume: str) -> Path:
+    return stage_file(conn, path, volume, mode=0o600)
 
 
 def _rounded(t: dict[str, float]) -> dict[str, float]:

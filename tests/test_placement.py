@@ -56,7 +56,7 @@ def test_two_host_matrix_gives_one_record(pytester: pytest.Pytester, tmp_path: P
 run: {kl_backend: emulated, profile: emulated, parallel: 2}
 hosts:
   - {name: local, uri: "qemu:///system"}
-  - {name: peer, uri: local-peer}
+  - {name: peer, uri: local-peer, stage_files: true}
 guests:
   - name: kl-on
     kl: {enabled: true}
@@ -71,3 +71,4 @@ guests:
     assert sorted(record["placement"].values()) == ["local", "peer"]
     assert {g["host"] for g in record["guests"].values()} == {"local", "peer"}
     assert record["status"] == "complete" and "peer" in record["other_hosts"]
+    assert list(record["staged_images"]) == ["peer/mini"]  # boot files went through the peer's storage pool

@@ -98,6 +98,7 @@ def host_uri(v: Any) -> str:
 HOST_SETTINGS = (
     f.Setting("name", guest_name, None, "host name used in results", required=True),
     f.Setting("uri", host_uri, None, f"libvirt URI (qemu+ssh://lab1/system) or {LOCAL_PEER}", required=True),
+    f.Setting("stage_files", f.boolean, False, "upload images and fw_cfg blobs through the host's storage pool"),
 )
 
 TIMEOUT_SETTINGS = tuple(f.Setting(fl.name, f.positive_seconds, fl.default, f"{fl.name} timeout")
@@ -130,7 +131,7 @@ def _hosts(doc: Located, raw: Any) -> tuple[HostConfig, ...]:
         for j, prev in enumerate(hosts):
             if prev.name == h["name"] or prev.uri == h["uri"]:
                 raise doc.error(("hosts", i), f"same name or URI as hosts[{j}]: each host once")
-        hosts.append(HostConfig(h["name"], h["uri"]))
+        hosts.append(HostConfig(h["name"], h["uri"], h["stage_files"]))
     return tuple(hosts)
 
 

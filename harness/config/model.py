@@ -67,6 +67,7 @@ class HostConfig:
 
     name: str
     uri: str
+    stage_files: bool = False  # upload images and fw_cfg blobs through the host's storage pool
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import logging
 import re
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from harness.virt.domain_xml import DomainRuntime, boot_kernel, build_domain_xml
 from harness.virt.guest import Guest, make_workdir
 from harness.virt.metadata import DOMAIN_PREFIX, RunMetadata
 from harness.virt.overlay import create_overlay
+from harness.virt.pool import STAGED_FEATURE
 from harness.virt.ports import free_loopback_port, is_hostfwd_conflict
 from harness.virt.qemu_access import check_qemu_can_read
 from harness.virt.registry import RunGuests
@@ -52,7 +53,8 @@ def launch(conn: Any, spec: GuestSpec, image: ImageArtifact, *, run_id: str,
            accel: AccelChoice | None = None, ssh_port: int | None = None,
            fwcfg: Sequence[FwCfgEntry] = (), console_log: Path | None = None,
            workdir_root: Path | None = None, wait: bool = True,
-           registry: RunGuests | None = None, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> Guest:
+           registry: RunGuests | None = None, timeouts: Timeouts = DEFAULT_TIMEOUTS,
+           stage: Callable[[Path, str], Path] | None = None) -> Guest:
     """Boot ``spec`` from ``image`` and return the running :class:`Guest`.
 
     ``fwcfg`` adds per-boot entries (the SSH key, the emulator's
@@ -70,7 +72,8 @@ def launch(conn: Any, spec: GuestSpec, image: ImageArtifact, *, run_id: str,
     uri = str(conn.getURI())
     accel = accel or choose_accel(spec.accel, local=is_local(uri))
     _check_capabilities(spec, image)
-    if is_local(uri) and uri.split("?")[0].endswith("/system"):
+    staged = STAGED_FEATURE in image.features
+    if is_local(uri) and uri.split("?")[0].endswith("/system") and not staged:
         boot = [p for p in (boot_kernel(spec, image), image.initrd, image.disk, image.seed_iso) if p is not None]
         check_qemu_can_read(boot, f"image {image.name!r}")
     name = domain_name(run_id, spec.name)
@@ -78,6 +81,8 @@ def launch(conn: Any, spec: GuestSpec, image: ImageArtifact, *, run_id: str,
     guest: Guest | None = None
     try:
         entries = fwcfg_files.materialize([*spec.fwcfg, *fwcfg], workdir)
+        if stage is not None:  # a host that cannot read our files: fw_cfg blobs go through its pool, 0600
+            entries = tuple((n, stage(p, f"fw-{name}-{p.name}")) for n, p in entries)
         overlay = None
         if image.disk is not None:
             overlay = create_overlay(image.disk, workdir / "overlay.qcow2", timeout=timeouts.qemu_img)

@@ -1,0 +1,112 @@
+"""Stage files on a libvirt host through its storage API: images and fw_cfg blobs for remote hosts.
+
+Why: a lab host reached as ``qemu+ssh://lab1/system`` cannot read the
+harness's cache or work directories, and the harness has no other channel to
+it than libvirt (ARCHITECTURE.md §3.7: no home-made cluster layer).  Files go
+into a directory pool ``klharness`` on that host as volumes; image volumes are
+named by content hash and reused, fw_cfg volumes (they may hold the per-VM
+secret) are created 0600 and deleted with the guest's run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import libvirt
+
+from harness.errors import CapabilityError, VirtError
+from harness.images.artifact import ImageArtifact
+
+log = logging.getLogger(__name__)
+
+POOL_NAME = "klharness"
+POOL_PATH = "/var/lib/libvirt/images/klharness"
+STAGED_FEATURE = "staged"  # ImageArtifact.features: paths are the host's, not ours
+
+
+def ensure_pool(conn: Any) -> Any:
+    """The host's ``klharness`` directory pool, defined, built and started on first use."""
+    try:
+        pool = conn.storagePoolLookupByName(POOL_NAME)
+    except libvirt.libvirtError:
+        xml = ET.Element("pool", type="dir")
+        ET.SubElement(xml, "name").text = POOL_NAME
+        target = ET.SubElement(xml, "target")
+        ET.SubElement(target, "path").text = POOL_PATH
+        perms = ET.SubElement(target, "permissions")
+        ET.SubElement(perms, "mode").text = "0711"
+        try:
+            pool = conn.storagePoolDefineXML(ET.tostring(xml, encoding="unicode"), 0)
+            pool.build(0)
+        except libvirt.libvirtError as err:
+            raise VirtError(f"creating storage pool {POOL_NAME!r} at {POOL_PATH} on {conn.getURI()}: "
+                            f"{err.get_error_message()}") from err
+    if not pool.isActive():
+        pool.create(0)
+    pool.refresh(0)
+    return pool
+
+
+def stage_file(conn: Any, local: Path, volume: str, *, mode: int = 0o644) -> Path:
+    """Upload ``local`` as volume ``volume`` (reused when it exists with the same size); its path on the host."""
+    pool = ensure_pool(conn)
+    size = local.stat().st_size
+    try:
+        vol = pool.storageVolLookupByName(volume)
+        if vol.info()[1] == size:
+            return Path(vol.path())
+        vol.delete(0)
+    except libvirt.libvirtError:
+        pass
+    xml = ET.Element("volume")
+    ET.SubElement(xml, "name").text = volume
+    ET.SubElement(xml, "capacity", unit="bytes").text = str(size)
+    target = ET.SubElement(xml, "target")
+    ET.SubElement(target, "format", type="raw")
+    perms = ET.SubElement(target, "permissions")
+    ET.SubElement(perms, "mode").text = f"{mode:04o}"
+    try:
+        vol = pool.createXML(ET.tostring(xml, encoding="unicode"), 0)
+        stream = conn.newStream(0)
+        vol.upload(stream, 0, size, 0)
+        with local.open("rb") as f:
+            stream.sendAll(lambda _st, nbytes, fh: fh.read(nbytes), f)
+        stream.finish()
+    except libvirt.libvirtError as err:
+        raise VirtError(f"uploading {local} to {conn.getURI()} pool {POOL_NAME}: {err.get_error_message()}") from err
+    log.info("staged %s on %s as %s", local.name, conn.getURI(), vol.path())
+    return Path(vol.path())
+
+
+def delete_volumes(conn: Any, prefix: str) -> list[str]:
+    """Delete the pool's volumes whose names start with ``prefix`` (a run's fw_cfg blobs)."""
+    gone = []
+    try:
+        pool = conn.storagePoolLookupByName(POOL_NAME)
+        pool.refresh(0)
+        for vol in pool.listAllVolumes(0):
+            if vol.name().startswith(prefix):
+                vol.delete(0)
+                gone.append(vol.name())
+    except libvirt.libvirtError as err:
+        log.warning("cleaning pool volumes %s*: %s", prefix, err.get_error_message())
+    return gone
+
+
+def stage_image(conn: Any, image: ImageArtifact) -> ImageArtifact:
+    """The image with its boot files uploaded to the host; paths replaced by the host's."""
+    if image.disk is not None:
+        raise CapabilityError(f"image {image.name!r} is a disk image: remote hosts take kernel-boot images only "
+                              "(mini) in this version")
+    changes: dict[str, Any] = {}
+    for field in ("kernel", "initrd", "kernel_bzimage"):
+        path = getattr(image, field, None)
+        if path is not None:
+            digest = hashlib.sha256(f"{image.key}/{path.name}".encode()).hexdigest()[:16]
+            changes[field] = stage_file(conn, path, f"img-{image.name}-{digest}-{path.name}")
+    return dataclasses.replace(image, features=image.features | {STAGED_FEATURE}, **changes)
