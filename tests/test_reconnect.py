@@ -21,10 +21,10 @@ class FakeConn:
         self.calls = 0
         self.die_after = die_after
 
-    def isAlive(self) -> int:  # noqa: N802 - libvirt's name
+    def isAlive(self) -> int:
         return int(self.calls < self.die_after)
 
-    def getHostname(self) -> str:  # noqa: N802
+    def getHostname(self) -> str:
         self.calls += 1
         if self.calls > self.die_after:
             err = libvirt.libvirtError("internal error: client socket is closed")
@@ -42,7 +42,7 @@ def test_reconnects_once_and_retries_the_call() -> None:
 
 def test_other_errors_are_not_retried() -> None:
     class Refusing(FakeConn):
-        def getHostname(self) -> str:  # noqa: N802
+        def getHostname(self) -> str:
             raise libvirt.libvirtError("Requested operation is not valid: domain is not running")
 
     opened: list[Any] = []
