@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 from harness.errors import CapabilityError, GuestError, HostError
-from harness.guestrun import ProbeGuest
+from harness.guestrun import ProbeGuest, fwcfg_entries
 from harness.virt import lifecycle
 from harness.virt.connection import is_local
 from harness.virt.migrate import migrate_live
@@ -75,7 +75,11 @@ def migrate(pg: ProbeGuest) -> dict[str, float]:
         raise CapabilityError(f"lifecycle event 'migrate' cannot run here: {err}") from err
     dest = pg.ctx.conn if pg.guest.conn is peer.conn else peer.conn
     pg.drop_session()
-    took = migrate_live(pg.guest, dest, timeout=pg.ctx.timeouts.migrate)
+    fwcfg = None
+    if pg.plan.emulated_cpu is not None and pg.plan.emulated_cpu.random_keysource:
+        # The destination host has another identity: a random-KeySource key cannot follow the guest.
+        fwcfg, _ = fwcfg_entries(pg.plan, pg.ctx.keypair, host_uri=str(dest.getURI()), secret=pg.secret)
+    took = migrate_live(pg.guest, dest, timeout=pg.ctx.timeouts.migrate, fwcfg=fwcfg)
     start = time.monotonic()
     pg.connect()
     out = {"migrate": took, "ssh_back": time.monotonic() - start, "peer_start": peer.timings.get("start", 0.0)}

@@ -142,13 +142,16 @@ class ProbeGuest:
             self.timings["teardown"] = time.monotonic() - start
 
 
-def fwcfg_entries(plan: GuestPlan, keypair: KeyPair) -> tuple[list[FwCfgEntry], emuconfig.VmSecret | None]:
-    """The run's SSH key and, for an emulated-KL guest, the VMM's hand-over (virtual CPUID + secret)."""
+def fwcfg_entries(plan: GuestPlan, keypair: KeyPair, *, host_uri: str = "",
+                  secret: emuconfig.VmSecret | None = None) -> tuple[list[FwCfgEntry], emuconfig.VmSecret | None]:
+    """The run's SSH key and, for an emulated-KL guest, the VMM's hand-over (virtual CPUID + secret,
+    and the host's identity when the guest uses a random KeySource)."""
     entries = [FwCfgEntry(FWCFG_AUTHORIZED_KEY, text=keypair.public_line + "\n")]
-    secret = None
     if plan.emulated_cpu is not None:
-        secret = emuconfig.VmSecret.generate()
-        entries.append(FwCfgEntry(FWCFG_KLEMU_CONF, text=emuconfig.render(plan.emulated_cpu, secret)))
+        secret = secret or emuconfig.VmSecret.generate()
+        host_id = emuconfig.host_identity(host_uri) if plan.emulated_cpu.random_keysource else None
+        entries.append(FwCfgEntry(FWCFG_KLEMU_CONF, text=emuconfig.render(plan.emulated_cpu, secret,
+                                                                            host_id=host_id)))
     return entries, secret
 
 
@@ -159,7 +162,7 @@ def boot(ctx: RunContext, plan: GuestPlan, image: ImageArtifact, *, suffix: str 
     CapabilityError propagates (the cell is skipped with its reason); any
     other failure tears the domain down before raising.
     """
-    entries, secret = fwcfg_entries(plan, ctx.keypair)
+    entries, secret = fwcfg_entries(plan, ctx.keypair, host_uri=str(ctx.conn.getURI()))
     spec = replace(plan.spec, name=f"{plan.spec.name}{suffix}", persistent=persistent)
     console = ctx.artifacts / spec.name / "console.log"
     console.parent.mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,10 @@ class LifecycleExpectation:
     handle: str   # valid | invalid | refused | skip
     source: str
     reason: str = ""  # for skip/refused: why
+    random_keysource: LifecycleExpectation | None = None  # override for guests with a random KeySource
+
+    def for_guest(self, random_keysource: bool) -> LifecycleExpectation:
+        return self.random_keysource if random_keysource and self.random_keysource else self
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,7 @@ EVENT_SETTINGS = (
     f.Setting("handle", f.choice(*HANDLE_OUTCOMES), None, "valid, invalid, refused or skip", required=True),
     f.Setting("source", f.string, None, "where this expectation comes from", required=True),
     f.Setting("reason", f.string, "", "why (for skip or refused)"),
+    f.Setting("random_keysource", lambda v: v, None, "the expectation for guests with a random KeySource"),
 )
 
 
@@ -142,17 +147,26 @@ def _lifecycle(doc: Located, raw: Any) -> dict[str, LifecycleExpectation]:
         if event not in LIFECYCLE_EVENTS:
             raise doc.error(("lifecycle", event), f"unknown event (known: {', '.join(LIFECYCLE_EVENTS)})")
         e = f.parse_section(doc, ("lifecycle", event), item, EVENT_SETTINGS)
-        out[event] = LifecycleExpectation(e["handle"], e["source"], e["reason"])
+        rnd = None
+        if e["random_keysource"] is not None:
+            r = f.parse_section(doc, ("lifecycle", event, "random_keysource"), e["random_keysource"],
+                                EVENT_SETTINGS[:3])
+            rnd = LifecycleExpectation(r["handle"], r["source"], r["reason"])
+        out[event] = LifecycleExpectation(e["handle"], e["source"], e["reason"], rnd)
     return out
 
 
 def check_config(config: Config, profile: Profile) -> None:
     """Combinations of a config and a profile that cannot be run (ConfigError naming the config line)."""
     for g in config.guests:
-        if g.kl.random_keysource and profile.random_keysource == "forbid":
+        if g.kl.random_keysource and (profile.random_keysource == "forbid" or "random_keysource" in
+                                      profile.hidden_bits):
             raise ConfigError(f"{config.source}:{g.line}: guests[{g.name}].kl.random_keysource: profile "
                               f"{profile.name!r} forbids exposing a hardware-random KeySource to guests "
-                              f"({profile.source}); drop it or use a profile that allows it")
+                              f"({profile.source}); drop it or use a profile that allows it (emulated-random)")
+        if g.kl.nobackup and "nobackup" in profile.hidden_bits:
+            raise ConfigError(f"{config.source}:{g.line}: guests[{g.name}].kl.nobackup: profile {profile.name!r} "
+                              f"hides LOADIWKEY NoBackup from guests ({profile.source}); drop it")
     for event in config.lifecycle:
         if event not in profile.lifecycle:
             raise ConfigError(f"{config.source}: lifecycle: {event!r} has no expectation in profile "

@@ -21,6 +21,7 @@ def test_kl_guest_sees_key_locker_exactly_as_configured(kl_probe: ProbeRun, kl_p
     assert cpu.aeskle == want.aeskle, f"AESKLE is {int(cpu.aeskle)}, configured {int(want.aeskle)}"
     assert cpu.wide == want.wide and cpu.backup == want.backup
     assert cpu.restrictions == set(want.restrictions)
+    assert cpu.nobackup == want.nobackup and cpu.random_keysource == want.random_keysource
     assert not cpu.reserved_bits_set, f"reserved leaf 0x19 bits set: {cpu.leaf19}"
 
 

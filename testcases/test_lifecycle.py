@@ -21,7 +21,7 @@ from harness.profiles import Profile
 @pytest.mark.kl_guests(kl=True, kl_usable=True, refused=False)
 def test_handle_across_event(kl_event: str, kl_profile: Profile, kl_fresh_guest: ProbeGuest,
                              kl_record: dict[str, Any]) -> None:
-    want = kl_profile.lifecycle[kl_event]
+    want = kl_profile.lifecycle[kl_event].for_guest(kl_fresh_guest.plan.config.kl.random_keysource)
     kl_record.update(expectation={"handle": want.handle}, source=want.source)
     if want.handle == "skip":
         pytest.skip(want.reason)

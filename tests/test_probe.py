@@ -175,3 +175,37 @@ def test_python_knows_exactly_which_checks_the_probe_emits(klprobe: Path, tmp_pa
     conf = emuconfig.write_private(tmp_path / "c", emuconfig.render(variant, emuconfig.VmSecret.generate()))
     doc = parse_probe_output(run_probe(klprobe, "run", "--backend", "emulated", "--config", conf, "--no-timing"))
     assert [o.id for o in doc.observations] == expected_check_ids(doc.cpu.kl, usable=doc.kl_usable)
+
+
+def test_random_keysource_key_does_not_follow_the_guest_to_another_host(klprobe: Path, tmp_path: Path) -> None:
+    """keysource = 1: a guest-local random component + the host identity, so the VMM cannot re-derive it."""
+    secret, rnd = emuconfig.VmSecret.generate(), str(tmp_path / "run" / "random")
+    cpu = emuconfig.EmulatedCpu(random_keysource=True)
+
+    def conf(name: str, host: bytes) -> Path:
+        return emuconfig.write_private(tmp_path / name, emuconfig.render(cpu, secret, host_id=host,
+                                                                         random_file=rnd))
+
+    here, there = conf("here", b"\x01" * 32), conf("there", b"\x02" * 32)
+    handle = tmp_path / "handle"
+    proc.run([klprobe, "handle", "save", handle, "--backend", "emulated", "--config", here], timeout=30)
+    assert (Path(rnd).stat().st_mode & 0o777) == 0o600
+
+    def valid(c: Path) -> bool:
+        doc = parse_probe_output(run_probe(klprobe, "handle", "check", handle, "--backend", "emulated", "--config", c))
+        return bool(doc.by_id()["handle.check"].facts["handle_valid"])
+
+    assert valid(here)
+    assert not valid(there)  # another host identity
+    Path(rnd).unlink()  # a new boot: the random component is gone
+    assert not valid(here)
+    doc = parse_probe_output(run_probe(klprobe, "run", "--backend", "emulated", "--config", here, "--no-timing"))
+    assert doc.by_id()["encodekey128.restrictions.r0"].outputs["dest"] == 2  # KeySource 1 in DEST[4:1]
+    assert doc.cpu.kl.random_keysource
+
+
+def test_random_keysource_without_host_id_is_refused(klprobe: Path, tmp_path: Path) -> None:
+    c = tmp_path / "c"
+    c.write_text(f"kl = 1\nsecret = {'00' * 32}\nkeysource = 1\n")
+    res = proc.run([klprobe, "run", "--backend", "emulated", "--config", c], timeout=30, check=False)
+    assert res.returncode == 2 and "keysource = 1 needs host_id" in res.stderr

@@ -23,8 +23,8 @@ import harness.guestrun as guestrun
 _real = guestrun.fwcfg_entries
 _seen = []
 
-def _recording(plan, keypair):
-    entries, secret = _real(plan, keypair)
+def _recording(plan, keypair, **kw):
+    entries, secret = _real(plan, keypair, **kw)
     if secret is not None:
         _seen.append(secret.value.hex())
         with open(os.environ["KLH_TEST_SECRETS"], "w") as f:

@@ -6,11 +6,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define KNOWN_KEYS                                                             \
 	"kl, aeskle, cr4_kl, cpl, leaf19_eax, leaf19_ebx, leaf19_ecx, secret, " \
-	"boot_id, iwkey_integrity, iwkey_enc"
+	"boot_id, iwkey_integrity, iwkey_enc, keysource, host_id, random_file"
 
 static int hexval(int c)
 {
@@ -62,6 +65,19 @@ static int set_key(struct klemu_conf *c, const char *k, const char *v, char *err
 		c->have_secret = 1;
 		return 0;
 	}
+	if (!strcmp(k, "host_id")) {
+		if (parse_hex(v, c->host_id, 32)) goto badhex32;
+		c->have_host_id = 1;
+		return 0;
+	}
+	if (!strcmp(k, "random_file")) {
+		if (v[0] != '/' || strlen(v) >= sizeof(c->random_file)) {
+			snprintf(err, errlen, "line %d: random_file: need an absolute path", line);
+			return -1;
+		}
+		snprintf(c->random_file, sizeof(c->random_file), "%s", v);
+		return 0;
+	}
 	if (!strcmp(k, "boot_id")) {
 		if (parse_hex(v, c->boot_id, 16)) {
 			snprintf(err, errlen, "line %d: boot_id: not a UUID (use the form of /proc/sys/kernel/random/boot_id)", line);
@@ -96,6 +112,12 @@ static int set_key(struct klemu_conf *c, const char *k, const char *v, char *err
 			return -1;
 		}
 		c->cpu.cpl = (int)u;
+	} else if (!strcmp(k, "keysource")) {
+		if (u > 1) {
+			snprintf(err, errlen, "line %d: keysource: %u is not 0 (software) or 1 (random)", line, u);
+			return -1;
+		}
+		c->keysource = (int)u;
 	} else if (!strcmp(k, "leaf19_eax")) c->cpu.leaf19_eax = u;
 	else if (!strcmp(k, "leaf19_ebx")) c->cpu.leaf19_ebx = u;
 	else if (!strcmp(k, "leaf19_ecx")) c->cpu.leaf19_ecx = u;
@@ -140,6 +162,12 @@ int klemu_conf_parse(const char *text, struct klemu_conf *conf, char *err, size_
 		p = nl ? nl + 1 : NULL;
 	}
 	free(copy);
+	if (rc == 0 && !conf->random_file[0])
+		snprintf(conf->random_file, sizeof(conf->random_file), "%s", KLEMU_RANDOM_FILE);
+	if (rc == 0 && conf->keysource == 1 && !conf->have_host_id) {
+		snprintf(err, errlen, "keysource = 1 needs host_id (the VMM's host identity)");
+		rc = -1;
+	}
 	if (rc == 0 && conf->have_iwkey_integrity != conf->have_iwkey_enc) {
 		snprintf(err, errlen, "iwkey_integrity and iwkey_enc must be given together");
 		rc = -1;
@@ -190,6 +218,50 @@ int klemu_read_boot_id(unsigned char out[16])
 	return parse_hex(trim(buf), out, 16);
 }
 
+/* The guest-local random component of a "random KeySource" IWKey: created
+ * once per boot (tmpfs), readable by root only, never known to the VMM. */
+static int random_component(const char *path, unsigned char out[32], char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "rb");
+	if (f) {
+		size_t n = fread(out, 1, 32, f);
+		fclose(f);
+		if (n == 32)
+			return 0;
+	}
+	char dir[256];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = 0;
+		mkdir(dir, 0700);
+	}
+	if (getrandom(out, 32, 0) != 32) {
+		snprintf(err, errlen, "getrandom failed for the random IWKey component");
+		return -1;
+	}
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	if (fd < 0) {
+		/* Another process created it first: use theirs. */
+		f = fopen(path, "rb");
+		if (f && fread(out, 1, 32, f) == 32) {
+			fclose(f);
+			return 0;
+		}
+		if (f)
+			fclose(f);
+		snprintf(err, errlen, "%s: cannot create the random IWKey component: %s", path, strerror(errno));
+		return -1;
+	}
+	ssize_t w = write(fd, out, 32);
+	close(fd);
+	if (w != 32) {
+		snprintf(err, errlen, "%s: short write", path);
+		return -1;
+	}
+	return 0;
+}
+
 int klemu_conf_apply(const struct klemu_conf *conf, struct klemu_ctx *ctx, char *err, size_t errlen)
 {
 	struct klemu_iwkey key;
@@ -204,7 +276,17 @@ int klemu_conf_apply(const struct klemu_conf *conf, struct klemu_ctx *ctx, char 
 			snprintf(err, errlen, "cannot read /proc/sys/kernel/random/boot_id to derive the IWKey");
 			return -1;
 		}
-		klemu_derive_iwkey(conf->secret, boot_id, &key);
+		unsigned char secret[32];
+		memcpy(secret, conf->secret, 32);
+		if (conf->keysource == 1) {
+			unsigned char rnd[32];
+			if (random_component(conf->random_file, rnd, err, errlen))
+				return -1;
+			for (int i = 0; i < 32; i++)
+				secret[i] ^= rnd[i] ^ conf->host_id[i];
+		}
+		klemu_derive_iwkey(secret, boot_id, &key);
+		key.keysource = conf->keysource;
 	} else {
 		snprintf(err, errlen, "no key material: give 'secret' (per-VM) or 'iwkey_integrity' + 'iwkey_enc'");
 		return -1;

@@ -14,6 +14,15 @@
  *   secret = <64 hex>   per-VM secret; IWKey = derive(secret, boot_id)
  *   boot_id = <uuid>    override /proc/sys/kernel/random/boot_id (tests)
  *   iwkey_integrity = <32 hex>, iwkey_enc = <64 hex>   an explicit IWKey
+ *   keysource = 1      the (modelled) guest kernel loads a hardware-random
+ *                      IWKey: a guest-local random component (created on
+ *                      first use in random_file, 0600, gone at reboot) and the
+ *                      VMM's host_id are mixed into the secret, so the VMM
+ *                      cannot re-derive the key and it cannot follow the guest
+ *                      to another host (the harness changes host_id there)
+ *   host_id = <64 hex>  identity of the host the guest runs on (keysource 1)
+ *   random_file = PATH  where the random component lives (default
+ *                      /run/klemu/random)
  *
  * Unknown keys and malformed values are errors naming the line, so a typo
  * in the harness never silently yields a different virtual CPU.
@@ -36,7 +45,13 @@ struct klemu_conf {
 	unsigned char boot_id[16];
 	int have_iwkey_integrity, have_iwkey_enc;
 	struct klemu_iwkey iwkey;
+	int keysource;              /* 0 software (derived), 1 random (guest-local + host) */
+	int have_host_id;
+	unsigned char host_id[32];
+	char random_file[256];
 };
+
+#define KLEMU_RANDOM_FILE "/run/klemu/random"
 
 /* Parse text (NUL-terminated).  Returns 0, or -1 with err filled
  * ("line 3: unknown key 'kll' (known: kl, aeskle, ...)"). */

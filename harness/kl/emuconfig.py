@@ -12,8 +12,10 @@ never part of ``repr``/``str`` of these objects, logs or reports.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,8 +52,21 @@ class VmSecret:
             raise ValueError("a VM secret is 32 bytes")
 
 
-def render(cpu: EmulatedCpu, secret: VmSecret | None, *, boot_id: str | None = None) -> str:
-    """The klemu.conf text.  ``secret=None`` gives a config without key material (CPUID only)."""
+def host_identity(uri: str) -> bytes:
+    """A stable 32-byte identity of the host behind a libvirt URI (mixed into a random-KeySource IWKey)."""
+    return hashlib.sha256(f"klharness-host:{socket.gethostname()}:{uri}".encode()).digest()
+
+
+def render(cpu: EmulatedCpu, secret: VmSecret | None, *, boot_id: str | None = None,
+           host_id: bytes | None = None, random_file: str | None = None) -> str:
+    """The klemu.conf text.  ``secret=None`` gives a config without key material (CPUID only).
+
+    With ``cpu.random_keysource`` the modelled guest kernel loads a hardware-random IWKey:
+    ``keysource = 1`` plus the host's identity; the guest adds a random component of its own,
+    so the key is not derivable by the VMM and does not survive a move to another host.
+    """
+    if cpu.random_keysource and host_id is None:
+        raise ValueError("a random KeySource needs the host identity (host_id)")
     eax, ebx, ecx = leaf19_words(restrictions=cpu.restrictions, wide=cpu.wide, backup=cpu.backup,
                                  nobackup=cpu.nobackup, random_keysource=cpu.random_keysource)
     lines = [
@@ -68,6 +83,10 @@ def render(cpu: EmulatedCpu, secret: VmSecret | None, *, boot_id: str | None = N
         lines.append(f"secret = {secret.value.hex()}")
     if boot_id is not None:
         lines.append(f"boot_id = {boot_id}")
+    if cpu.random_keysource and host_id is not None:
+        lines += ["keysource = 1", f"host_id = {host_id.hex()}"]
+        if random_file is not None:
+            lines.append(f"random_file = {random_file}")
     return "\n".join(lines) + "\n"
 
 

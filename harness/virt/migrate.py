@@ -26,17 +26,20 @@ import logging
 import re
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from typing import Any
 
 import libvirt
 
 from harness.errors import MigrationRefused, VirtError
+from harness.virt import fwcfg as fwcfg_files
 from harness.virt import lifecycle
 from harness.virt.bounded import bounded
 from harness.virt.connection import libvirt_error
 from harness.virt.domain_xml import patch_for_restore
 from harness.virt.guest import Guest
 from harness.virt.ports import free_loopback_port, is_hostfwd_conflict
+from harness.virt.spec import FwCfgEntry
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +58,8 @@ def refusal(err: libvirt.libvirtError, name: str) -> MigrationRefused | None:
     return None
 
 
-def migrate_live(guest: Guest, dest_conn: Any, *, timeout: float | None = None) -> float:
+def migrate_live(guest: Guest, dest_conn: Any, *, timeout: float | None = None,
+                 fwcfg: Sequence[FwCfgEntry] | None = None) -> float:
     """Live-migrate ``guest`` to ``dest_conn``; seconds the migration call took.
 
     Records ``migrate`` and, when libvirt reports it, ``migrate_downtime``
@@ -63,8 +67,14 @@ def migrate_live(guest: Guest, dest_conn: Any, *, timeout: float | None = None) 
     persistent domain's definition moves too.  Raises MigrationRefused (the
     guest keeps running on the source), VirtError (destination unreachable,
     same daemon, timeout — the job is aborted, or any other failure).
+    ``fwcfg`` replaces the fw_cfg blobs the destination QEMU starts with
+    (same sizes: the guest keeps the old size until it reloads the driver).
     """
     limit = timeout or guest.timeouts.migrate
+    entries = None
+    if fwcfg is not None:
+        gen = 1 + max((int(p.name.split("-")[1]) for _, p in guest.runtime.fwcfg), default=0)
+        entries = fwcfg_files.materialize(fwcfg, guest.workdir, generation=gen)
     _check_destination(guest, dest_conn)
     dom = guest.domain()
     src_xml = str(_call(guest, "reading the migratable XML of",
@@ -75,7 +85,7 @@ def migrate_live(guest: Guest, dest_conn: Any, *, timeout: float | None = None) 
     for attempt in range(1, PORT_ATTEMPTS + 1):
         ssh_port = free_loopback_port()
         mig_port = free_loopback_port()
-        dest_xml = patch_for_restore(src_xml, ssh_port=ssh_port)
+        dest_xml = patch_for_restore(src_xml, ssh_port=ssh_port, fwcfg=entries)
         params: dict[str, Any] = {libvirt.VIR_MIGRATE_PARAM_URI: f"tcp://127.0.0.1:{mig_port}",
                                   libvirt.VIR_MIGRATE_PARAM_DEST_XML: dest_xml}
         if flags & libvirt.VIR_MIGRATE_PERSIST_DEST:
@@ -97,7 +107,10 @@ def migrate_live(guest: Guest, dest_conn: Any, *, timeout: float | None = None) 
             raise libvirt_error(err, f"live-migrating {guest.name} to {_uri(dest_conn)}") from err
         took = time.monotonic() - start
         guest.conn = dest_conn
-        guest.update_runtime(ssh_port=ssh_port)
+        if entries is not None:
+            guest.update_runtime(ssh_port=ssh_port, fwcfg=entries)
+        else:
+            guest.update_runtime(ssh_port=ssh_port)
         guest.timings["migrate"] = took
         downtime = completed_downtime(new_dom)
         if downtime is not None:
