@@ -79,7 +79,10 @@ def summarize(record: dict[str, Any]) -> str:
         g = guests.get(name, {})
         t = g.get("timings", {})
         boot = f"boot->ssh {t['ssh_ready']:.1f}s" if "ssh_ready" in t else "not booted"
-        lines.append(f"\n{name}: backend {g.get('backend', '-')}, {boot}, probe {g.get('probe_seconds', '-')}s")
+        probe = g.get("probe") if isinstance(g.get("probe"), dict) else {}
+        seen = f" (probe saw KL {probe['backend']})" if probe.get("backend") else ""
+        lines.append(f"\n{name}: VMM backend {g.get('backend', '-')}{seen}, host {g.get('host', '-')}, {boot}, "
+                     f"probe {g.get('probe_seconds', '-')}s")
         lines.append("  " + ", ".join(f"{counts[k]} {k}" for k in ("passed", "failed", "skipped", "error")
                                       if counts[k]))
         for test in tests:
