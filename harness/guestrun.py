@@ -67,6 +67,7 @@ class ProbeGuest:
     secret: emuconfig.VmSecret | None
     session: Session | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    helper: str | None = None  # what loading klhelper did, when the plan asks for it
 
     @property
     def name(self) -> str:
@@ -86,8 +87,20 @@ class ProbeGuest:
         present = self.session.run(["test", "-x", REMOTE_PROBE], timeout=self.ctx.timeouts.exec)
         if present.rc != 0:
             self.session.upload(self.ctx.probe_binary.read_bytes(), REMOTE_PROBE)
+            if self.plan.config.helper:
+                self._load_helper(self.session)  # a new boot: the ring-0 helper is gone too
         self.timings["probe_upload"] = time.monotonic() - start
         return self.session
+
+    def _load_helper(self, session: Session) -> None:
+        """Build and insmod klhelper (lab): it sets CR4.KL, which a stock guest kernel never does."""
+        from harness import klhelper
+
+        result = klhelper.build_and_load(session, params=self.plan.config.helper_params)
+        self.timings["helper_build"] = result.build_seconds
+        self.helper = result.describe()
+        if not result.loaded:
+            log.warning("guest %s: %s", self.name, result.describe())
 
     def _session(self) -> Session:
         if self.session is None or not self.session.alive:

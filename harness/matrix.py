@@ -77,7 +77,9 @@ def plan_guest(guest: GuestConfig, config: Config, *, host_kl_usable: bool = Fal
         accel=config.run.accel,  # type: ignore[arg-type]
         # The guest kernel sizes its CPU masks at boot; without this, a hot-plugged
         # vCPU is refused ("Unable to map lapic to logical cpu number") on the PVH path.
-        extra_cmdline=f"possible_cpus={guest.max_vcpus}" if (guest.max_vcpus or 0) > guest.vcpus else "",
+        extra_cmdline=" ".join(x for x in (
+            f"possible_cpus={guest.max_vcpus}" if (guest.max_vcpus or 0) > guest.vcpus else "",
+            guest.extra_cmdline) if x),
     )
     emulated = None
     if backend == "emulated" and expose:

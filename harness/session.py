@@ -168,7 +168,7 @@ class KlSession:
     def image(self, name: str) -> ImageArtifact:
         if name not in self._images:
             start = time.monotonic()
-            self._images[name] = build_image(name)
+            self._images[name] = build_image(name, options=self.config.image_options.get(name))
             took = time.monotonic() - start
             self.recorder.update(lambda d: d.setdefault("images", {}).update(
                 {name: {"key": self._images[name].key, "seconds": round(took, 2)}}))
@@ -267,7 +267,7 @@ class KlSession:
             self._write_artifact(name, "domain.xml", pg.guest.live_xml())
         self.recorder.set_guest(name, plan=pg.plan.name, domain=pg.name, backend=pg.plan.backend, host=host,
                                 spec_key=pg.guest.meta.spec_key, accel=pg.guest.accel.accel,
-                                image=pg.image.key, timings=_rounded(pg.timings),
+                                image=pg.image.key, timings=_rounded(pg.timings), helper=pg.helper,
                                 artifacts=str(self.results / "guests" / name))
 
     def _write_artifact(self, guest: str, filename: str, text: str) -> None:

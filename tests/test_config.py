@@ -61,3 +61,17 @@ def test_sizes(tmp_path: Path, text: str, mib: int) -> None:
     p = tmp_path / "c.yaml"
     p.write_text(f"guests:\n  - name: a\n    memory: {text}\n")
     assert load_config(p).guests[0].memory_mib == mib
+
+
+def test_lab_knobs(tmp_path: Path) -> None:
+    from harness.matrix import plan
+
+    p = tmp_path / "lab.yaml"
+    p.write_text("images:\n  debian: {kernel_package: linux-image-6.9.0-kl-amd64}\nguests:\n  - name: a\n"
+                 "    image: debian\n    extra_cmdline: keylocker.force=1\n    helper: {load: true, params: [force=1]}\n"
+                 "    vcpus: 1\n    max_vcpus: 2\n")
+    c = load_config(p)
+    g = c.guests[0]
+    assert g.helper and g.helper_params == ("force=1",)
+    assert c.image_options == {"debian": {"kernel_package": "linux-image-6.9.0-kl-amd64"}}
+    assert plan(c)[0].spec.extra_cmdline == "possible_cpus=2 keylocker.force=1"

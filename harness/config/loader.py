@@ -77,6 +77,13 @@ GUEST_SETTINGS = (
     f.Setting("kl_backend", f.choice("auto", "native", "emulated"), None, "override run.kl_backend"),
     f.Setting("lifecycle", f.string_list(LIFECYCLE_EVENTS), None, "override the top-level lifecycle list"),
     f.Setting("host_uses_kl", f.boolean, None, "override run.host_uses_kl for this guest"),
+    f.Setting("extra_cmdline", f.string, "", "appended to the guest kernel command line"),
+    f.Setting("helper", lambda v: v, {}, "klhelper in the guest: {load: true, params: [force=1]} (lab)"),
+)
+
+HELPER_SETTINGS = (
+    f.Setting("load", f.boolean, False, "build and insmod klhelper after every boot"),
+    f.Setting("params", f.string_list(), (), "insmod parameters"),
 )
 
 TOP_SETTINGS = (
@@ -117,7 +124,8 @@ def load_config(path: Path | str, *, display: str | None = None) -> Config:
         raise doc.error(("guests",), "expected a non-empty list of guests")
     guests = tuple(_guest(doc, ("guests", i), raw) for i, raw in enumerate(top["guests"]))
     hosts = _hosts(doc, top["hosts"])
-    config = Config(doc.source, run, guests, top["lifecycle"], timeouts, cloud, hosts)
+    config = Config(doc.source, run, guests, top["lifecycle"], timeouts, cloud, hosts,
+                    _image_options(doc, top["images"]))
     _cross_checks(doc, config)
     return config
 
@@ -135,8 +143,25 @@ def _hosts(doc: Located, raw: Any) -> tuple[HostConfig, ...]:
     return tuple(hosts)
 
 
+IMAGE_OPTION_SETTINGS = (
+    f.Setting("kernel_package", f.string, None, "Debian kernel package to boot (e.g. a KL-series build)"),
+    f.Setting("cmdline", f.string, None, "the image's kernel command line"),
+)
+
+
+def _image_options(doc: Located, raw: Any) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for name in ("mini", "debian"):
+        if isinstance(raw, dict) and name in raw:
+            opts = f.parse_section(doc, ("images", name), raw[name], IMAGE_OPTION_SETTINGS)
+            out[name] = {k: v for k, v in opts.items() if v is not None}
+    return out
+
+
 def _images(doc: Located, raw: Any) -> str | None:
-    section = f.parse_section(doc, ("images",), raw, (f.Setting("cloud", lambda v: v, {}, "cloud image"),))
+    section = f.parse_section(doc, ("images",), raw, (f.Setting("cloud", lambda v: v, {}, "cloud image"),
+                                                      f.Setting("mini", lambda v: v, {}, "mini recipe options"),
+                                                      f.Setting("debian", lambda v: v, {}, "debian recipe options")))
     cloud = f.parse_section(doc, ("images", "cloud"), section["cloud"],
                             (f.Setting("path", f.string, None, "absolute path of a qcow2 cloud image"),))
     path = cloud["path"]
@@ -151,6 +176,8 @@ def _images(doc: Located, raw: Any) -> str | None:
 def _guest(doc: Located, path: PathKey, raw: Any) -> GuestConfig:
     g = f.parse_section(doc, path, raw, GUEST_SETTINGS)
     kl = KlConfig(**f.parse_section(doc, (*path, "kl"), g.pop("kl"), KL_SETTINGS))
+    helper = f.parse_section(doc, (*path, "helper"), g.pop("helper"), HELPER_SETTINGS)
+    g["helper"], g["helper_params"] = helper["load"], helper["params"]
     features = _features(doc, (*path, "cpu_features"), g.pop("cpu_features"))
     memory = g.pop("memory")
     return GuestConfig(kl=kl, cpu_features=features, memory_mib=memory, line=doc.line(path), **g)

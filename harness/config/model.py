@@ -55,6 +55,9 @@ class GuestConfig:
     kl_backend: str | None = None     # overrides run.kl_backend
     lifecycle: tuple[str, ...] | None = None  # overrides the top-level list
     host_uses_kl: bool | None = None  # overrides run.host_uses_kl (modelled host state)
+    extra_cmdline: str = ""           # appended to the guest kernel command line (e.g. a KL series' knobs)
+    helper: bool = False              # build and insmod klhelper in the guest after every boot (lab)
+    helper_params: tuple[str, ...] = ()  # insmod parameters (e.g. force=1)
     line: int = 0                     # where it was declared, for messages
 
 
@@ -79,6 +82,7 @@ class Config:
     timeouts: Timeouts = field(default_factory=Timeouts)
     cloud_image: str | None = None
     hosts: tuple[HostConfig, ...] = ()  # empty: the single host run.uri
+    image_options: dict[str, dict[str, str]] = field(default_factory=dict)  # images.<name>: recipe options
 
     def all_hosts(self) -> tuple[HostConfig, ...]:
         return self.hosts or (HostConfig("local", self.run.uri),)
