@@ -68,8 +68,8 @@ def test_lab_knobs(tmp_path: Path) -> None:
 
     p = tmp_path / "lab.yaml"
     p.write_text("images:\n  debian: {kernel_package: linux-image-6.9.0-kl-amd64}\nguests:\n  - name: a\n"
-                 "    image: debian\n    extra_cmdline: keylocker.force=1\n    helper: {load: true, params: [force=1]}\n"
-                 "    vcpus: 1\n    max_vcpus: 2\n")
+                 "    image: debian\n    extra_cmdline: keylocker.force=1\n"
+                 "    helper: {load: true, params: [force=1]}\n    vcpus: 1\n    max_vcpus: 2\n")
     c = load_config(p)
     g = c.guests[0]
     assert g.helper and g.helper_params == ("force=1",)
