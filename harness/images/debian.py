@@ -73,7 +73,7 @@ class DebianRecipe(Recipe):
 
     def plan(self, options: Mapping[str, str]) -> Plan:
         opts = self.check_options(options)
-        image = debs.resolve(opts.get("kernel_package") or debs.newest_kernel(opts["flavour"]))
+        image = debs.resolve(opts.get("kernel_package") or debs.default_kernel(opts["flavour"]))
         headers = debs.resolve(image.name.replace("linux-image-", "linux-headers-", 1))
         extra = [debs.resolve(n) for n in debs.depends(headers.name) if re.match(r"linux-(headers|kbuild|compiler)", n)]
         packages = [image, headers, *extra]
