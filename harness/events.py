@@ -20,6 +20,8 @@ from harness.virt.peer import run_peer
 
 # Events that need a persistent (defined) domain rather than a transient one.
 NEEDS_PERSISTENT = frozenset({"managed-save"})
+# Events that need the guest booted ready for S3 (the bzImage path: PVH never resumes).
+NEEDS_SUSPEND = frozenset({"suspend"})
 
 
 def save_restore(pg: ProbeGuest) -> dict[str, float]:
@@ -88,10 +90,24 @@ def migrate(pg: ProbeGuest) -> dict[str, float]:
     return out
 
 
-def _not_here(event: str, why: str) -> Callable[[ProbeGuest], dict[str, float]]:
-    def perform(pg: ProbeGuest) -> dict[str, float]:
-        raise CapabilityError(f"lifecycle event {event!r} cannot run here: {why}")
-    return perform
+def suspend(pg: ProbeGuest) -> dict[str, float]:
+    """Suspend to RAM from inside the guest (S3: the CPU loses its IWKey on silicon), wake with pMWakeup."""
+    if not pg.guest.spec.suspend_to_mem:
+        raise CapabilityError("lifecycle event 'suspend' needs a guest booted with suspend_to_mem")
+    pg.run("setsid sh -c 'sleep 0.5; echo mem > /sys/power/state' </dev/null >/dev/null 2>&1 &", timeout=10,
+           check=True)
+    pg.drop_session()
+    start = time.monotonic()
+    deadline = start + pg.ctx.timeouts.wakeup
+    while pg.guest.state() != "pmsuspended":
+        if time.monotonic() > deadline:
+            raise GuestError(f"guest {pg.name} did not suspend to RAM within {pg.ctx.timeouts.wakeup:.0f}s "
+                             f"(state {pg.guest.state()}); console tail:\n{pg.guest.console.tail(15)}")
+        time.sleep(0.1)
+    suspended = time.monotonic() - start
+    woke = lifecycle.pm_wakeup(pg.guest)
+    pg.connect()
+    return {"suspend": suspended, "wakeup": woke}
 
 
 EVENTS: dict[str, Callable[[ProbeGuest], dict[str, float]]] = {
@@ -99,8 +115,7 @@ EVENTS: dict[str, Callable[[ProbeGuest], dict[str, float]]] = {
     "managed-save": managed_save,
     "reboot": reboot,
     "vcpu-hotplug": vcpu_hotplug,
-    "suspend": _not_here("suspend", "suspend-to-RAM needs the bzImage boot path and an S3-capable guest "
-                         "spec; this klharness version does not drive it yet"),
+    "suspend": suspend,
     "migrate": migrate,
 }
 

@@ -169,14 +169,15 @@ def fwcfg_entries(plan: GuestPlan, keypair: KeyPair, *, host_uri: str = "",
 
 
 def boot(ctx: RunContext, plan: GuestPlan, image: ImageArtifact, *, suffix: str = "",
-         persistent: bool = False) -> ProbeGuest:
+         persistent: bool = False, suspend: bool = False) -> ProbeGuest:
     """Boot ``plan`` (a fresh domain named ``klh-<run>-<guest><suffix>``) and connect to it.
 
     CapabilityError propagates (the cell is skipped with its reason); any
     other failure tears the domain down before raising.
     """
     entries, secret = fwcfg_entries(plan, ctx.keypair, host_uri=str(ctx.conn.getURI()))
-    spec = replace(plan.spec, name=f"{plan.spec.name}{suffix}", persistent=persistent)
+    spec = replace(plan.spec, name=f"{plan.spec.name}{suffix}", persistent=persistent,
+                   suspend_to_mem=suspend or plan.spec.suspend_to_mem)
     console = ctx.artifacts / spec.name / "console.log"
     console.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()

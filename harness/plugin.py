@@ -18,7 +18,7 @@ import pytest
 
 from harness.config import load_config
 from harness.errors import CapabilityError, ConfigError, KlharnessError
-from harness.events import NEEDS_PERSISTENT
+from harness.events import NEEDS_PERSISTENT, NEEDS_SUSPEND
 from harness.guestrun import ProbeGuest, ProbeRun
 from harness.kl.checks import expected_check_ids
 from harness.kl.cpuid import Regs, decode, leaf19_words
@@ -194,7 +194,7 @@ def kl_fresh_guest(kl: KlSession, kl_guest: str, request: pytest.FixtureRequest)
     _skip_if_impossible(kl, kl_guest)
     event = request.node.callspec.params.get("kl_event", "fresh")
     try:
-        pg = kl.fresh(kl_guest, f"-{event}", persistent=event in NEEDS_PERSISTENT)
+        pg = kl.fresh(kl_guest, f"-{event}", persistent=event in NEEDS_PERSISTENT, suspend=event in NEEDS_SUSPEND)
     except CapabilityError as err:
         pytest.skip(str(err))
     try:

@@ -237,11 +237,12 @@ class KlSession:
             assert entry.probe is not None
             return entry.probe
 
-    def fresh(self, name: str, suffix: str, *, persistent: bool = False) -> ProbeGuest:
+    def fresh(self, name: str, suffix: str, *, persistent: bool = False, suspend: bool = False) -> ProbeGuest:
         """A dedicated guest for a destructive test (torn down by :meth:`release`)."""
         host, ctx = self.context_for(name)
         p = self.plans[name]
-        pg = boot(ctx, p, self.image_for(p.spec.image, host, ctx), suffix=suffix, persistent=persistent)
+        pg = boot(ctx, p, self.image_for(p.spec.image, host, ctx), suffix=suffix, persistent=persistent,
+                  suspend=suspend)
         self._record_guest(pg, host)
         self.fresh_guests.append(pg)
         return pg

@@ -47,7 +47,7 @@ def test_ci_config_shape() -> None:
     assert [g.name for g in c.guests] == ["kl-full", "kl-off", "leaf19-zero", "kl-no-aeskle", "kl-host-uses-kl"]
     full = c.guest("kl-full")
     assert full.kl.enabled and full.kl.wide and not full.kl.random_keysource and full.memory_mib == 512
-    assert c.lifecycle_for(full) == ("save-restore", "managed-save", "reboot", "vcpu-hotplug", "migrate")
+    assert c.lifecycle_for(full) == ("save-restore", "managed-save", "reboot", "suspend", "vcpu-hotplug", "migrate")
     assert c.lifecycle_for(c.guest("kl-off")) == ()
 
 

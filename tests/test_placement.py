@@ -35,7 +35,7 @@ def test_spread_balances_boots(tmp_path: Path) -> None:
     c = load_config(REPO / "configs/ci.yaml")
     where = place(plan(c), [HostCapability("h1", False), HostCapability("h2", False)], c)
     assert set(where.host_of.values()) == {"h1", "h2"} and not where.unplaced
-    # kl-full carries 6 boots (probe + 5 lifecycle cells); the four single-boot guests go to the other host.
+    # kl-full carries 7 boots (probe + 6 lifecycle cells); the four single-boot guests go to the other host.
     assert [g for g, h in where.host_of.items() if h == where.host_of["kl-full"]] == ["kl-full"]
 
 
