@@ -17,7 +17,17 @@ from typing import Any
 import pytest
 
 from harness.config import load_config
-from harness.errors import CapabilityError, ConfigError, KlharnessError
+from harness.errors import (
+    BuildError,
+    CapabilityError,
+    CommandError,
+    ConfigError,
+    GuestError,
+    HostError,
+    ImageError,
+    KlharnessError,
+    VirtError,
+)
 from harness.events import NEEDS_PERSISTENT, NEEDS_SUSPEND
 from harness.guestrun import ProbeGuest, ProbeRun
 from harness.kl.checks import expected_check_ids
@@ -31,6 +41,7 @@ SESSION_KEY = pytest.StashKey[KlSession]()
 DETAILS_KEY = pytest.StashKey[dict[str, Any]]()
 REPORTS_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
 KL_ARGS = frozenset({"kl_guest", "kl_check", "kl_event"})
+INFRASTRUCTURE_ERRORS = (HostError, VirtError, GuestError, BuildError, ImageError, CommandError)
 DEFAULT_CONFIG = REPO_DIR / "configs" / "ci.yaml"
 
 
@@ -235,6 +246,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             entry["reason"] = str(report.longrepr[2]).removeprefix("Skipped: ")
         elif report.failed:
             entry["reason"] = _short_reason(report)
+            if call.excinfo is not None and isinstance(call.excinfo.value, INFRASTRUCTURE_ERRORS):
+                # The harness or host broke, not the stack under test: say so, apart from verdicts.
+                entry["infrastructure"] = type(call.excinfo.value).__name__
         details: dict[str, Any] = item.stash.get(DETAILS_KEY, {})
         entry.update(details)
         kls.recorder.add_test(entry)

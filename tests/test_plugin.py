@@ -73,3 +73,22 @@ def test_plugin_is_inert_for_ordinary_tests(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     assert "klharness run record" not in result.stdout.str()
+
+
+def test_infrastructure_errors_are_marked_apart_from_verdicts(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_infra="""
+from harness.errors import HostError
+
+def test_broken_host(kl_guest, kl_record):
+    raise HostError("the libvirt daemon went away")
+
+def test_wrong_answer(kl_guest, kl_record):
+    assert 1 == 2, "the stack answered wrongly"
+""")
+    cfg = pytester.makefile(".yaml", matrix=KL_ONLY)
+    pytester.runpytest(f"--kl-config={cfg}", f"--kl-results={pytester.path / 'res'}", "--kl-run-id=i1",
+                       "-p", "no:cacheprovider")
+    tests = {t["test"]: t for t in json.loads((pytester.path / "res" / "i1" / "record.json").read_text())["tests"]}
+    assert tests["test_broken_host"]["infrastructure"] == "HostError"
+    assert "infrastructure" not in tests["test_wrong_answer"]
+    assert tests["test_wrong_answer"]["outcome"] == "failed"
