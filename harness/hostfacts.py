@@ -8,12 +8,10 @@ probe of the host is bounded.
 from __future__ import annotations
 
 import contextlib
-import json
 import platform
 from pathlib import Path
 from typing import Any
 
-from harness import cbuild, proc
 from harness.errors import KlharnessError
 from harness.redact import redact_uri
 
@@ -31,18 +29,6 @@ def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, str]:
                 facts["cpuid_fault"] = "yes" if "cpuid_fault" in flags else "no"
                 facts["aes"] = "yes" if "aes" in flags else "no"
     return facts
-
-
-def host_cpuid_kl() -> dict[str, Any]:
-    """The host's own Key Locker CPUID, read by the probe (never /proc/cpuinfo: KEYLOCKER.md §2)."""
-    try:
-        out = proc.run([cbuild.build("klprobe"), "cpuid", "--backend", "native"], timeout=30).stdout
-        doc = json.loads(out)
-        cpu = doc["hardware_cpu"]
-        return {"leaf7_ecx": cpu["leaf7"]["ecx"], "leaf19": cpu["leaf19"], "kl_usable": doc["kl_usable"],
-                "backend": doc["backend"], "reason": doc["backend_reason"]}
-    except (KlharnessError, ValueError, KeyError) as err:
-        return {"error": str(err)}
 
 
 def libvirt_facts(conn: Any) -> dict[str, Any]:
@@ -67,7 +53,6 @@ def collect(conn: Any | None = None) -> dict[str, Any]:
         "machine": platform.machine(),
         "python": platform.python_version(),
         "cpu": cpu_model(),
-        "cpuid_kl": host_cpuid_kl(),
     }
     if conn is not None:
         facts["libvirt"] = libvirt_facts(conn)

@@ -146,9 +146,10 @@ class KlSession:
         if self._placement is None:
             caps = []
             for h in self.hosts:
-                ctx = self.host_context(h.name)
-                report = host_check(ctx.conn) if h is self.hosts[0] else \
-                    self.recorder.snapshot()["other_hosts"][h.name]["host_check"]
+                self.host_context(h.name)  # connects and checks the host once
+                snap = self.recorder.snapshot()
+                first = h is self.hosts[0]
+                report = snap["host"]["host_check"] if first else snap["other_hosts"][h.name]["host_check"]
                 caps.append(HostCapability(h.name, report["verdicts"]["native"]["possible"] is True))
             self._placement = place(list(self.plans.values()), caps, self.config)
             self.recorder.update(lambda d: d.update(placement=dict(self._placement.host_of),  # type: ignore[union-attr]
