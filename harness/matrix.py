@@ -75,11 +75,7 @@ def plan_guest(guest: GuestConfig, config: Config, *, host_kl_usable: bool = Fal
         kl=exposure,
         kl_feature_name=config.run.kl_feature_name,
         accel=config.run.accel,  # type: ignore[arg-type]
-        # The guest kernel sizes its CPU masks at boot; without this, a hot-plugged
-        # vCPU is refused ("Unable to map lapic to logical cpu number") on the PVH path.
-        extra_cmdline=" ".join(x for x in (
-            f"possible_cpus={guest.max_vcpus}" if (guest.max_vcpus or 0) > guest.vcpus else "",
-            guest.extra_cmdline) if x),
+        extra_cmdline=guest.extra_cmdline,
     )
     emulated = None
     if backend == "emulated" and expose:

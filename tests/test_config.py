@@ -74,4 +74,4 @@ def test_lab_knobs(tmp_path: Path) -> None:
     g = c.guests[0]
     assert g.helper and g.helper_params == ("force=1",)
     assert c.image_options == {"debian": {"kernel_package": "linux-image-6.9.0-kl-amd64"}}
-    assert plan(c)[0].spec.extra_cmdline == "possible_cpus=2 keylocker.force=1"
+    assert plan(c)[0].spec.extra_cmdline == "keylocker.force=1"

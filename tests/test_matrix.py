@@ -22,7 +22,7 @@ def test_ci_matrix_plans() -> None:
     assert full.backend == "emulated" and full.emulated_cpu is not None
     assert full.emulated_cpu.restrictions == {"cpl0", "noencrypt", "nodecrypt"}
     assert not full.emulated_cpu.nobackup and not full.emulated_cpu.random_keysource
-    assert full.spec.extra_cmdline == "possible_cpus=3"
+    assert full.spec.top_vcpus == 3 and full.spec.extra_cmdline == ""
     assert plans["kl-off"].emulated_cpu is None and not plans["kl-off"].spec.kl.enabled
     assert plans["leaf19-zero"].spec.qemu_cpu_globals() == ("x86_64-cpu.level=0x19", "x86_64-cpu.min-level=0x19")
     refused = plans["kl-host-uses-kl"]
