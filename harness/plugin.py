@@ -79,7 +79,7 @@ def kl_session(config: pytest.Config) -> KlSession:
         check_config(cfg, profile)
         session = KlSession(cfg, profile, uri=opt("--kl-uri"), keep=opt("--kl-keep"),
                             results_root=Path(opt("--kl-results")) if opt("--kl-results") else None,
-                            run_id=opt("--kl-run-id"))
+                            run_id=opt("--kl-run-id"), persist=not config.option.collectonly)
     except ConfigError as err:
         raise pytest.UsageError(str(err)) from err
     config.stash[SESSION_KEY] = session
@@ -268,7 +268,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     status = {0: "complete", 1: "complete", 2: "interrupted"}.get(int(exitstatus), "failed")
     kls.close(status)
     tr = session.config.pluginmanager.get_plugin("terminalreporter")
-    if tr is not None:
+    if tr is not None and kls.recorder.persist:
         tr.write_line(f"klharness run record: {kls.recorder.path}")
 
 

@@ -58,7 +58,7 @@ class KlSession:
     """Everything one run of the catalogue shares."""
 
     def __init__(self, config: Config, profile: Profile, *, uri: str | None = None, keep: str | None = None,
-                 results_root: Path | None = None, run_id: str | None = None) -> None:
+                 results_root: Path | None = None, run_id: str | None = None, persist: bool = True) -> None:
         self.config = config
         self.profile = profile
         self.hosts = ((HostConfig("local", uri),) if uri else config.all_hosts())
@@ -81,7 +81,7 @@ class KlSession:
         self.recorder = RunRecorder(self.results, self.run_id, {
             "config": config.source, "profile": profile.name, "profile_source": profile.source,
             "uri": redact_uri(self.uri),
-        })
+        }, persist=persist)
         self.fresh_guests: list[ProbeGuest] = []
 
     # -- shared infrastructure, created on first use ----------------------------------------------

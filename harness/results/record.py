@@ -55,14 +55,16 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
 class RunRecorder:
     """Holds the run record in memory and persists it after each update."""
 
-    def __init__(self, directory: Path, run_id: str, header: dict[str, Any]) -> None:
+    def __init__(self, directory: Path, run_id: str, header: dict[str, Any], *, persist: bool = True) -> None:
         self.directory = directory
         self.path = directory / "record.json"
+        self.persist = persist  # False: keep it in memory only (pytest --collect-only writes no results)
         self._lock = threading.Lock()
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise HostError(f"{directory}: cannot create the results directory: {err.strerror}") from err
+        if persist:
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise HostError(f"{directory}: cannot create the results directory: {err.strerror}") from err
         self._data: dict[str, Any] = {
             "schema": SCHEMA,
             "schema_version": SCHEMA_VERSION,
@@ -102,6 +104,8 @@ class RunRecorder:
             return copy.deepcopy(self._data)
 
     def _flush(self) -> None:
+        if not self.persist:
+            return
         write_atomic(self.path, json.dumps(self._data, indent=1, sort_keys=False, default=str).encode())
 
 
