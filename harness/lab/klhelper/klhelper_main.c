@@ -165,23 +165,20 @@ static long klh_cpu_load(void *arg)
 	return err;
 }
 
-static long klh_cpu_backup(void *arg)
+/* Write 1 to a copy MSR, then poll bit 0 of a status MSR until it sets or the
+ * poll window ends; backup and restore differ only in the two MSRs. */
+static long klh_copy_and_poll(struct klh_copy *r, u32 copy_msr, u32 status_msr)
 {
-	struct klh_copy *r = arg;
 	u32 lo, hi;
 	u64 t0;
 	ktime_t deadline;
 
-	r->cpu = smp_processor_id();
-	if (rdmsr_safe(MSR_KLH_IWKEYBACKUP_STATUS, &lo, &hi))
-		goto fault;
-	r->status_before = ((u64)hi << 32) | lo;
 	t0 = rdtsc_ordered();
-	if (wrmsr_safe(MSR_KLH_COPY_LOCAL_TO_PLATFORM, 1, 0))
+	if (wrmsr_safe(copy_msr, 1, 0))
 		goto fault;
 	deadline = ktime_add_ns(ktime_get(), KLH_COPY_POLL_NS);
 	do {
-		if (rdmsr_safe(MSR_KLH_IWKEYBACKUP_STATUS, &lo, &hi))
+		if (rdmsr_safe(status_msr, &lo, &hi))
 			goto fault;
 		r->polls++;
 		if (lo & 1)
@@ -197,33 +194,26 @@ fault:
 	return -EIO;
 }
 
-static long klh_cpu_restore(void *arg)
+static long klh_cpu_backup(void *arg)
 {
 	struct klh_copy *r = arg;
 	u32 lo, hi;
-	u64 t0;
-	ktime_t deadline;
 
 	r->cpu = smp_processor_id();
-	t0 = rdtsc_ordered();
-	if (wrmsr_safe(MSR_KLH_COPY_PLATFORM_TO_LOCAL, 1, 0))
-		goto fault;
-	deadline = ktime_add_ns(ktime_get(), KLH_COPY_POLL_NS);
-	do {
-		if (rdmsr_safe(MSR_KLH_COPY_STATUS, &lo, &hi))
-			goto fault;
-		r->polls++;
-		if (lo & 1)
-			break;
-		cpu_relax();
-	} while (ktime_before(ktime_get(), deadline));
-	r->cycles = rdtsc_ordered() - t0;
-	r->status = ((u64)hi << 32) | lo;
-	r->ok = lo & 1;
-	return r->ok ? 0 : -ETIMEDOUT;
-fault:
-	r->fault = 1;
-	return -EIO;
+	if (rdmsr_safe(MSR_KLH_IWKEYBACKUP_STATUS, &lo, &hi)) {
+		r->fault = 1;
+		return -EIO;
+	}
+	r->status_before = ((u64)hi << 32) | lo;
+	return klh_copy_and_poll(r, MSR_KLH_COPY_LOCAL_TO_PLATFORM, MSR_KLH_IWKEYBACKUP_STATUS);
+}
+
+static long klh_cpu_restore(void *arg)
+{
+	struct klh_copy *r = arg;
+
+	r->cpu = smp_processor_id();
+	return klh_copy_and_poll(r, MSR_KLH_COPY_PLATFORM_TO_LOCAL, MSR_KLH_COPY_STATUS);
 }
 
 struct klh_bench {
