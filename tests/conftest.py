@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from harness import cbuild
+from harness.images.artifact import ImageArtifact
 from harness.kl import emuconfig
 
 pytest_plugins = ["pytester"]
@@ -36,3 +39,22 @@ def sample_document(klprobe: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     out = proc.run([klprobe, "run", "--backend", "emulated", "--config", conf, "--no-timing"], timeout=120)
     data: dict[str, object] = json.loads(out.stdout)
     return data
+
+
+# -- shared by the harness.virt integration tests (real daemon, real mini image) ----------------------
+
+
+@pytest.fixture(scope="module")
+def real_conn() -> Iterator[Any]:
+    """A connection to the system libvirt daemon; fails (not skips) when it is down."""
+    from virt_support import open_real_conn
+
+    yield from open_real_conn()
+
+
+@pytest.fixture(scope="module")
+def mini_image() -> ImageArtifact:
+    """The mini image, where QEMU (user libvirt-qemu) can read it."""
+    from virt_support import obtain_mini_image
+
+    return obtain_mini_image()

@@ -23,7 +23,7 @@ from typing import Any
 import libvirt
 import libvirt_qemu
 import pytest
-from virt_support import obtain_mini_image, open_real_conn, runtime_root
+from virt_support import runtime_root
 
 from harness import cbuild, proc
 from harness.config import load_config
@@ -46,16 +46,6 @@ from harness.virt.spec import GuestSpec
 
 RUN = f"m{os.getpid()}"
 FWCFG_RAW = f"/sys/firmware/qemu_fw_cfg/by_name/{FWCFG_KLEMU_CONF}/raw"
-
-
-@pytest.fixture(scope="module")
-def real_conn() -> Iterator[Any]:
-    yield from open_real_conn()
-
-
-@pytest.fixture(scope="module")
-def mini_image() -> ImageArtifact:
-    return obtain_mini_image()
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from typing import Any
 
 import libvirt
 import pytest
-from virt_support import obtain_mini_image, open_real_conn, runtime_root
+from virt_support import obtain_mini_image, runtime_root
 
 from harness.commands import cleanup
 from harness.virt.guest import WORKDIR_MARKER
@@ -164,11 +164,6 @@ def test_cleanup_rejects_run_id_with_all() -> None:
     cleanup.register(parser.add_subparsers())
     with pytest.raises(SystemExit):
         parser.parse_args(["cleanup", "--run-id", "r", "--all"])
-
-
-@pytest.fixture(scope="module")
-def real_conn() -> Iterator[Any]:
-    yield from open_real_conn()
 
 
 @pytest.mark.integration

@@ -27,7 +27,6 @@ from virt_support import (
     SshKey,
     bookworm_kernel_package,
     obtain_mini_image,
-    open_real_conn,
     runtime_root,
     ssh,
     ssh_background,
@@ -47,16 +46,6 @@ from harness.virt.spec import FwCfgEntry, GuestSpec, KlExposure
 
 pytestmark = pytest.mark.integration
 RUN = f"t{os.getpid()}"
-
-
-@pytest.fixture(scope="module")
-def real_conn() -> Iterator[Any]:
-    yield from open_real_conn()
-
-
-@pytest.fixture(scope="module")
-def mini_image() -> ImageArtifact:
-    return obtain_mini_image()
 
 
 @pytest.fixture(scope="module")
