@@ -44,6 +44,7 @@ from harness.errors import KlharnessError
 from harness.kl.cpuid import CPUID7_ECX_KL, Regs
 from harness.kl.observations import parse_probe_output
 from harness.redact import redact_uri
+from harness.virt import capcache
 from harness.virt.accel import HARDWARE_KVM_MODULES, SOFTWARE_KVM_MODULES, kvm_usability, loaded_modules
 from harness.virt.spec import DEFAULT_KL_FEATURE_NAME
 
@@ -270,6 +271,7 @@ def libvirt_host_facts(conn: Any, names: tuple[str, ...], *, timeout: float = 60
             continue
         facts["domain_types"][virttype] = {"offered": True, **parse_domcaps(xml, names)}
     vt = "kvm" if facts["domain_types"].get("kvm", {}).get("offered") else "qemu"
+    facts["caps_cache"] = caps_cache_facts(conn, timeout=timeout)
     known, unknown = [], {}
     for name in names:
         cpu = f"<cpu mode='custom' match='exact'><model>qemu64</model><feature policy='require' name='{name}'/></cpu>"
@@ -286,6 +288,26 @@ def libvirt_host_facts(conn: Any, names: tuple[str, ...], *, timeout: float = 60
                                "'Unknown CPU feature' means the cpu_map has no such name",
                         "errors": {k: v for k, v in unknown.items() if "Unknown CPU feature" not in v}}
     return facts
+
+
+def caps_cache_facts(conn: Any, *, timeout: float) -> dict[str, Any]:
+    """Whether libvirt keeps its QEMU capabilities cached, or re-probes QEMU on every call (and why)."""
+    import libvirt
+
+    from harness.virt.bounded import bounded
+    from harness.virt.connection import is_local
+
+    uri = ""
+    with contextlib.suppress(Exception):
+        uri = conn.getURI()
+    call = capcache.domcaps_call(conn)
+    try:
+        check = capcache.measure(lambda: bounded(call, timeout=timeout, what="domain capabilities"),
+                                 local=is_local(uri))
+    except (libvirt.libvirtError, KlharnessError) as err:
+        msg = err.get_error_message() if isinstance(err, libvirt.libvirtError) else str(err)
+        return {"stable": None, "durations": [], "causes": [], "summary": f"not measured: {msg}"}
+    return check.to_dict()
 
 
 def parse_domcaps(xml: str, names: tuple[str, ...]) -> dict[str, Any]:

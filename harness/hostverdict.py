@@ -166,11 +166,19 @@ def _qemu_reasons(report: dict[str, Any]) -> list[str]:
     return []
 
 
+def caps_cache_reasons(report: dict[str, Any]) -> list[str]:
+    """A reason when libvirt re-probes QEMU on every call: every domain creation would time out."""
+    cache = report.get("libvirt", {}).get("caps_cache", {})
+    if cache.get("stable") is False:
+        return [f"libvirt's QEMU capability cache: {cache.get('summary')}: every domain creation would time out"]
+    return []
+
+
 def _libvirt_reasons(report: dict[str, Any]) -> list[str]:
     lv = report.get("libvirt", {})
     if not lv.get("ok"):
         return [f"libvirt: {lv.get('error', 'not checked')}"]
-    reasons = []
+    reasons = caps_cache_reasons(report)
     kvm = lv.get("domain_types", {}).get("kvm", {})
     if not kvm.get("offered"):
         reasons.append(f"libvirt offers no KVM domains: {kvm.get('reason', 'not reported')}")
@@ -241,6 +249,8 @@ def _emulated(report: dict[str, Any], local: bool) -> dict[str, Any]:
         reasons.append(f"libvirt: {lv.get('error')}")
     elif not any(dt.get("offered") for dt in lv.get("domain_types", {}).values()):
         reasons.append("libvirt offers neither KVM nor QEMU (TCG) x86_64 domains")
+    else:
+        reasons += caps_cache_reasons(report)
     if local:
         if not report.get("qemu", {}).get("ok"):
             reasons.append(f"QEMU: {report.get('qemu', {}).get('error')}")
@@ -326,6 +336,15 @@ def _local_lines(r: dict[str, Any]) -> list[str]:
     return out
 
 
+def _accel_line(r: dict[str, Any]) -> str:
+    kvm = r.get("kvm")
+    if not kvm:
+        return "not read from here (remote host): set accel: kvm for lab hosts with hardware KVM"
+    if kvm.get("usable"):
+        return f"KVM for accel: auto ({kvm.get('reason')})"
+    return f"TCG for accel: auto (KVM not usable: {kvm.get('reason')})"
+
+
 def _libvirt_lines(r: dict[str, Any]) -> list[str]:
     lv = r.get("libvirt", {})
     if not lv.get("ok"):
@@ -333,6 +352,9 @@ def _libvirt_lines(r: dict[str, Any]) -> list[str]:
     types = ", ".join(f"{k}: {'offered' if v.get('offered') else 'not offered'}"
                       for k, v in lv.get("domain_types", {}).items())
     cpu_map = lv.get("cpu_map", {})
+    cache = lv.get("caps_cache", {})
     return [f"  libvirt      {lv.get('libvirt')} ({lv.get('hypervisor')} {lv.get('qemu')}) at {lv.get('uri')}; {types}",
+            f"  accel        {_accel_line(r)}",
+            f"  caps cache   {cache.get('summary', 'not measured')}",
             f"               cpu_map Key Locker names: {', '.join(cpu_map.get('kl_names', [])) or 'none'} "
             f"(looked for {', '.join(cpu_map.get('looked_for', []))})"]

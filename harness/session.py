@@ -36,6 +36,7 @@ from harness.results.record import RunRecorder, new_run_id
 from harness.ssh import generate_keypair
 from harness.timeouts import from_environment
 from harness.virt.accel import choose_accel
+from harness.virt.capcache import require_stable
 from harness.virt.connection import connect_resilient, is_local
 from harness.virt.peer import close_run_peers, run_peer
 from harness.virt.pool import delete_volumes, stage_file, stage_image
@@ -104,6 +105,7 @@ class KlSession:
         start = time.monotonic()
         conn = connect_resilient(self.uri, timeout=self.timeouts.libvirt_connect)
         local = is_local(self.uri)
+        require_stable(conn, local=local, uri=redact_uri(self.uri))  # fail fast, not 106 creation timeouts
         reaped = reap(conn, local=local)
         accel = choose_accel(self.config.run.accel, local=local)
         keypair = generate_keypair(private_runtime_dir(self.run_id) / "ssh", f"klharness-{self.run_id}")
@@ -130,6 +132,7 @@ class KlSession:
             uri = run_peer(self.run_id, timeouts=self.timeouts).uri if cfg.uri == LOCAL_PEER else cfg.uri
             conn = connect_resilient(uri, timeout=self.timeouts.libvirt_connect)
             local = is_local(uri)
+            require_stable(conn, local=local, uri=redact_uri(uri))
             if local:
                 reap(conn, local=True)
             ctx = replace(first, conn=conn, accel=choose_accel(self.config.run.accel, local=local))

@@ -32,8 +32,8 @@ def qemu_identity() -> tuple[str, int, set[int]] | None:
     return None
 
 
-def _allows(st: os.stat_result, uid: int, gids: set[int], want: int) -> bool:
-    """``want`` is 4 (read) or 1 (execute/traverse), checked like the kernel's DAC."""
+def allows(st: os.stat_result, uid: int, gids: set[int], want: int) -> bool:
+    """``want`` is 4 (read), 2 (write) or 1 (execute/traverse), checked like the kernel's DAC."""
     if uid == 0:
         return True
     if st.st_uid == uid:
@@ -51,13 +51,13 @@ def unreachable(path: Path, uid: int, gids: set[int]) -> str | None:
             st = parent.stat()
         except OSError:
             return f"{parent} does not exist"
-        if not _allows(st, uid, gids, 1):
+        if not allows(st, uid, gids, 1):
             return f"directory {parent} (mode {stat.filemode(st.st_mode)}) cannot be traversed"
     try:
         st = path.stat()
     except OSError:
         return f"{path} does not exist"
-    if not _allows(st, uid, gids, 4):
+    if not allows(st, uid, gids, 4):
         return f"{path} (mode {stat.filemode(st.st_mode)}) cannot be read"
     return None
 
