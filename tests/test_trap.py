@@ -35,6 +35,7 @@ PROGRAMS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "trap_forms": (("trap_forms.c",), ("-no-pie",)),
     "trap_signals": (("trap_signals.c",), ()),
     "trap_threads": (("trap_threads.c",), ("-pthread",)),
+    "trap_cpuid_gate": (("trap_cpuid_gate.c",), ("-mkl",)),
 }
 
 
@@ -344,6 +345,56 @@ def test_cpuid_is_emulated_only_where_cpuid_faulting_exists(trap: Trap, conf: Ke
         assert seen == f"max_leaf {max_leaf:#x} kl 1 leaf19 0x7 0x15 0 0\n"
     else:
         assert seen == real  # documented: without CPUID faulting programs see the real CPUID
+
+
+def cpuid_faulting_errno() -> str:
+    """What the kernel answers ARCH_SET_CPUID here, read independently of the trap (ctypes)."""
+    import ctypes
+    import errno
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    rc = libc.syscall(158, 0x1012, 1)  # arch_prctl(ARCH_SET_CPUID, 1): keep CPUID enabled, changes nothing
+    return "0" if rc == 0 else errno.errorcode.get(ctypes.get_errno(), "?")
+
+
+def test_a_program_that_asks_cpuid_first_takes_its_kl_path_where_cpuid_faults(
+        trap: Trap, conf: KeyedConf, tmp_path: Path) -> None:
+    """Rust/glibc-style detection: only CPUID faulting lets the trap say "KL here" to such a program."""
+    bare = trap.run("trap_cpuid_gate", conf=None, cwd=tmp_path, preload=False)
+    assert bare.returncode == 0, bare.describe()
+    if bare.stdout.startswith("path kl "):
+        pytest.skip("this CPU runs Key Locker itself: nothing to trap")
+    assert bare.stdout.startswith("path no-kl ")
+    seen = trap.run("trap_cpuid_gate", conf=conf.path, cwd=tmp_path, env={"KLEMU_TRAP_VERBOSE": "1"})
+    assert seen.returncode == 0, seen.describe()
+    (note,) = seen.stderr.splitlines()
+    if not cpuid_faulting_offered():
+        assert cpuid_faulting_errno() != "0"  # the flag and the system call agree
+        assert seen.stdout == bare.stdout and "no CPUID faulting" in note
+        pytest.skip(f"no CPUID faulting on this host (arch_prctl(ARCH_SET_CPUID) -> {cpuid_faulting_errno()}, no "
+                    f"cpuid_fault flag): the program sees the real CPUID and takes its no-KL path ({note})")
+    assert "CPUID faulting on" in note
+    words = seen.stdout.split()
+    assert words[:2] == ["path", "kl"], seen.stdout
+    fields = dict(zip(words[2::2], words[3::2], strict=False))
+    assert int(words[words.index("leaf19") + 2], 16) & 1 == 1  # AESKLE as the trap answers it
+    h = handle(conf.iwkey, 128)
+    assert (fields["encode_dest"], fields["zf"]) == ("0", "0")
+    # The program wraps the FIPS-197 C.1 key (KEY[:16]) and encrypts the C.1 plaintext.
+    assert fields["ct"] == refmodel.aeskl(CPU, conf.iwkey, "aesenc128kl", h, [PT]).out[0].hex() == \
+        "69c4e0d86a7b0430d8cdb78070b4c55a"
+
+
+def test_the_probe_says_whether_cpuid_faulting_answered_its_cpuid(klprobe: Path, conf: KeyedConf) -> None:
+    doc = parse_probe_output(proc.run([klprobe, "run", "--backend", "native", "--trap", "--config", conf.path,
+                                       "--no-timing"], timeout=120).stdout)
+    assert doc.backend == "trapped"
+    if cpuid_faulting_offered():
+        assert doc.backend_reason.endswith("CPUID faulting on: CPU view read with CPUID, answered by the trap")
+    else:
+        assert doc.backend_reason.endswith(f"no CPUID faulting ({cpuid_faulting_errno()}): CPU view from the "
+                                           "emulator configuration")
+    assert doc.cpu.kl.kl and doc.cpu.kl.aeskle  # the configured Tiger Lake, either way
 
 
 # ---------------------------------------------------------------- the probe's native path under trap mode

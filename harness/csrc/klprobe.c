@@ -188,8 +188,9 @@ static int select_backend(const struct options *o, struct selection *s)
 	if (o->trap) {
 		/* Trap mode: the native instructions run, fault, and the trap layer
 		 * completes them on the context the emulated backend would use.
-		 * CPUID stays the hardware's (no CPUID faulting here, and it was
-		 * read above), so the CPU view comes from the configuration. */
+		 * Where the kernel offers CPUID faulting the trap answers CPUID too;
+		 * elsewhere CPUID stays the hardware's and the CPU view comes from
+		 * the configuration.  The backend reason says which applied. */
 		if (hw_kl && hw_aeskle) {
 			fprintf(stderr, "klprobe: --trap: this CPU runs Key Locker itself; nothing would trap\n");
 			return -1;
@@ -201,13 +202,27 @@ static int select_backend(const struct options *o, struct selection *s)
 			return -1;
 		}
 		p->be = native;
-		emulated_view(&s->hw, s->emu, &p->cpu);
+		int fault_errno = 0;
+		if (klemu_trap_cpuid_faulting(&fault_errno)) {
+			/* CPUID faults now and the trap answers it: read the CPU view
+			 * the way an unmodified program would, through CPUID itself. */
+			probe_cpu_read(&p->cpu);
+			p->cpu.source_emulated = 1;
+			s->reason = "trap mode: native instructions completed by the SIGILL trap layer; CPUID faulting "
+				    "on: CPU view read with CPUID, answered by the trap";
+		} else {
+			static char why[192];
+			emulated_view(&s->hw, s->emu, &p->cpu);
+			snprintf(why, sizeof why,
+				 "trap mode: native instructions completed by the SIGILL trap layer; no CPUID faulting "
+				 "(%s): CPU view from the emulator configuration",
+				 fault_errno ? strerrorname_np(fault_errno) : "not offered");
+			s->reason = why;
+		}
 		p->provenance = "trapped";
 		p->cpl = s->emu->cpu.cpl;
 		p->expected_dest = (uint32_t)(s->emu->iwkey.nobackup | s->emu->iwkey.keysource << 1);
 		p->kl_usable = probe_cpu_kl(&p->cpu) && probe_cpu_aeskle(&p->cpu) && first_encode_ok(&p->be);
-		s->reason = "trap mode: native instructions completed by the SIGILL trap layer; CPU view from the "
-			    "emulator configuration";
 		return 0;
 	}
 	if (want_emu) {
