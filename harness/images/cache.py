@@ -57,9 +57,12 @@ def fix_hint(directory: Path) -> str:
 
 @contextlib.contextmanager
 def entry_lock(directory: Path, *, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
-    """Hold the exclusive lock of one cache entry (waits for another holder, up to ``timeout``)."""
-    locks = images_root() / ".locks"
-    locks.mkdir(exist_ok=True)
+    """Hold the exclusive lock of one cache entry (waits for another holder, up to ``timeout``).
+
+    The lock file lives in ``.locks`` beside the entry, so any cache (images, VMM builds) can use it.
+    """
+    locks = directory.parent / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
     path = locks / f"{directory.name}.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -108,7 +111,7 @@ def _build(recipe: Recipe, plan: Plan, final: Path) -> ImageArtifact:
     try:
         result = recipe.build(plan, out, work)
         names = [str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()]
-        _make_readable(out)  # QEMU under libvirt runs as libvirt-qemu and must read these
+        make_readable(out)  # QEMU under libvirt runs as libvirt-qemu and must read these
         manifest = mf.Manifest(
             name=recipe.name,
             key=plan.key,
@@ -121,7 +124,7 @@ def _build(recipe: Recipe, plan: Plan, final: Path) -> ImageArtifact:
         )
         mf.write(out, manifest)
         (out / mf.MANIFEST).chmod(0o644)
-        _replace(out, final)
+        replace_dir(out, final)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
@@ -131,14 +134,14 @@ def _build(recipe: Recipe, plan: Plan, final: Path) -> ImageArtifact:
     return manifest.artifact_for(final)
 
 
-def _make_readable(directory: Path) -> None:
+def make_readable(directory: Path) -> None:
     directory.chmod(0o755)
     for path in directory.rglob("*"):
         if not path.is_symlink():
             path.chmod(0o755 if path.is_dir() else 0o644)
 
 
-def _replace(new: Path, final: Path) -> None:
+def replace_dir(new: Path, final: Path) -> None:
     """Rename ``new`` to ``final``; an existing ``final`` (forced rebuild) is moved aside and deleted."""
     old = None
     if final.exists():
