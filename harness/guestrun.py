@@ -87,7 +87,7 @@ class ProbeGuest:
         present = self.session.run(["test", "-x", REMOTE_PROBE], timeout=self.ctx.timeouts.exec)
         if present.rc != 0:
             self.session.upload(self.ctx.probe_binary.read_bytes(), REMOTE_PROBE)
-            if self.plan.config.helper:
+            if self.plan.helper:
                 self._load_helper(self.session)  # a new boot: the ring-0 helper is gone too
         self.timings["probe_upload"] = time.monotonic() - start
         return self.session
@@ -96,7 +96,7 @@ class ProbeGuest:
         """Build and insmod klhelper (lab): it sets CR4.KL, which a stock guest kernel never does."""
         from harness import klhelper
 
-        result = klhelper.build_and_load(session, params=self.plan.config.helper_params)
+        result = klhelper.build_and_load(session, params=self.plan.config.helper_params, image=self.image)
         self.timings["helper_build"] = result.build_seconds
         self.helper = result.describe()
         if not result.loaded:

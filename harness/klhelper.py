@@ -1,11 +1,13 @@
 """The ring-0 helper ``klhelper`` (sources in ``harness/lab/klhelper``): ship, build, load, read back.
 
 Why here: the integration test, the silicon-vs-emulator catalogue test and a
-lab run all need the same steps — upload the sources into a guest (or run
-them on a lab host), ``make`` against the running kernel's headers,
-``insmod``, and say exactly why the module refused, from the kernel log.
-The module is never built on the harness host: it must match the kernel it
-loads into.
+lab run all need the same steps — get a module that matches the target's
+running kernel, ``insmod`` it, and say exactly why the module refused, from
+the kernel log.  Two ways to get the module: for an image whose kernel is a
+distribution package it is built on this host against that kernel's headers
+(:mod:`harness.images.modules`, cached, seconds); otherwise the sources are
+uploaded and built on the target against its own headers (a lab host, a
+user's cloud image; minutes in a TCG guest).
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from harness.errors import BuildError
+from harness.images.artifact import ImageArtifact
 from harness.paths import PACKAGE_DIR
 
 SOURCE_DIR = PACKAGE_DIR / "lab" / "klhelper"
-SOURCES = ("klhelper_main.c", "klhelper_insn.c", "klhelper.h", "Makefile", "README.md")
+SOURCES = ("klhelper_main.c", "klhelper_insn.c", "klhelper_ring0.c", "klhelper.h", "Makefile", "README.md")
 REMOTE_DIR = "/tmp/klhelper"
 DEBUGFS_DIR = "/sys/kernel/debug/klhelper"
 # The module's refusal where CPUID.(7,0):ECX[23]=0 (klhelper_main.c, klh_init).
@@ -120,8 +123,20 @@ def unload(remote: Remote) -> None:
     remote.run(["rmmod", "klhelper"], timeout=60)
 
 
-def build_and_load(remote: Remote, *, params: tuple[str, ...] = ()) -> LoadResult:
-    took = build(remote)
+def install_prebuilt(remote: Remote, image: ImageArtifact, *, remote_dir: str = REMOTE_DIR) -> float:
+    """Upload klhelper.ko built on this host for ``image``'s kernel; returns seconds taken (build included)."""
+    from harness.images.modules import ModuleSource, module_for
+
+    start = time.monotonic()
+    ko = module_for(image, ModuleSource("klhelper", source_archive()))
+    remote.run(["mkdir", "-p", remote_dir], timeout=60, check=True)
+    remote.upload(ko.read_bytes(), f"{remote_dir}/klhelper.ko", mode=0o644)
+    return time.monotonic() - start
+
+
+def build_and_load(remote: Remote, *, params: tuple[str, ...] = (), image: ImageArtifact | None = None) -> LoadResult:
+    """Get the module onto the target (host-built for a packaged kernel, else built there) and load it."""
+    took = install_prebuilt(remote, image) if image is not None and image.kernel_version else build(remote)
     return load(remote, params=params, build_seconds=took)
 
 

@@ -24,6 +24,11 @@ class GuestPlan:
     backend: str                     # "native" | "emulated"
     emulated_cpu: EmulatedCpu | None  # set when the emulated VMM exposes KL
     refused: str | None = None       # why the VMM refused to expose KL (exposure refused)
+    helper: bool = False             # load klhelper after every boot (lab, or qemu-kl to set CR4.KL)
+
+    @property
+    def vmm(self) -> str:
+        return self.spec.vmm
 
     @property
     def name(self) -> str:
@@ -41,8 +46,13 @@ class Cell:
 
 
 def resolve_backend(guest: GuestConfig, config: Config, *, host_kl_usable: bool) -> str:
-    """``auto`` means native only where the host itself can run Key Locker, else emulated."""
+    """``auto`` means native only where the host itself can run Key Locker, else emulated.
+
+    On qemu-kl the VMM executes Key Locker, so the probe always runs the native path there.
+    """
     wanted = guest.kl_backend or config.run.kl_backend
+    if (guest.vmm or config.run.vmm) == "qemu-kl":
+        return "native"
     if wanted == "auto":
         return "native" if host_kl_usable else "emulated"
     return wanted
@@ -50,6 +60,7 @@ def resolve_backend(guest: GuestConfig, config: Config, *, host_kl_usable: bool)
 
 def plan_guest(guest: GuestConfig, config: Config, *, host_kl_usable: bool = False) -> GuestPlan:
     backend = resolve_backend(guest, config, host_kl_usable=host_kl_usable)
+    vmm = guest.vmm or config.run.vmm
     kl = guest.kl
     refused = None
     expose = kl.enabled
@@ -76,6 +87,8 @@ def plan_guest(guest: GuestConfig, config: Config, *, host_kl_usable: bool = Fal
         kl_feature_name=config.run.kl_feature_name,
         accel=config.run.accel,  # type: ignore[arg-type]
         extra_cmdline=guest.extra_cmdline,
+        vmm=vmm,  # type: ignore[arg-type]
+        kl_migration_blocker=kl.migration_blocker,
     )
     emulated = None
     if backend == "emulated" and expose:
@@ -84,7 +97,10 @@ def plan_guest(guest: GuestConfig, config: Config, *, host_kl_usable: bool = Fal
         emulated = EmulatedCpu(kl=True, aeskle=True, cr4_kl=kl.aeskle, cpl=3, restrictions=frozenset(kl.restrictions),
                                wide=kl.wide, backup=kl.backup, nobackup=kl.nobackup,
                                random_keysource=kl.random_keysource)
-    return GuestPlan(guest, spec, backend, emulated, refused)
+    # qemu-kl: a stock guest kernel never sets CR4.KL, so klhelper does it wherever AESKLE should read 1
+    # (kl.aeskle: false on qemu-kl is the real "advertised but unusable" guest, no model involved).
+    helper = guest.helper or (vmm == "qemu-kl" and expose and kl.aeskle)
+    return GuestPlan(guest, spec, backend, emulated, refused, helper)
 
 
 def plan(config: Config, *, host_kl_usable: bool = False) -> list[GuestPlan]:

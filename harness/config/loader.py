@@ -51,6 +51,8 @@ RUN_SETTINGS = (
     f.Setting("results", f.string, "results", "results root directory"),
     f.Setting("host_uses_kl", f.boolean, False, "model a host kernel that itself uses Key Locker"),
     f.Setting("kl_feature_name", f.string, "keylocker", "CPU feature name of KL in a patched libvirt/QEMU"),
+    f.Setting("vmm", f.choice("system", "qemu-kl"), "system",
+              "the VMM: system (the distribution's QEMU) or qemu-kl (its TCG executes Key Locker)"),
 )
 
 KL_SETTINGS = (
@@ -62,6 +64,8 @@ KL_SETTINGS = (
     f.Setting("nobackup", f.boolean, False, "advertise LOADIWKEY NoBackup (0x19:ECX[0])"),
     f.Setting("random_keysource", f.boolean, False, "advertise hardware-random KeySource (0x19:ECX[1])"),
     f.Setting("leaf19_present_zero", f.boolean, False, "leaf 0x19 present but all zero, KL absent"),
+    f.Setting("migration_blocker", f.boolean, False,
+              "qemu-kl: once the guest loads an IWKey, QEMU refuses to migrate it (a stack that refuses)"),
 )
 
 GUEST_SETTINGS = (
@@ -75,6 +79,7 @@ GUEST_SETTINGS = (
     f.Setting("extra_qemu_cpu_args", f.string_list(), (), "PROP=VALUE CPU properties for a patched QEMU"),
     f.Setting("kl", lambda v: v, {}, "Key Locker exposure"),
     f.Setting("kl_backend", f.choice("auto", "native", "emulated"), None, "override run.kl_backend"),
+    f.Setting("vmm", f.choice("system", "qemu-kl"), None, "override run.vmm"),
     f.Setting("lifecycle", f.string_list(LIFECYCLE_EVENTS), None, "override the top-level lifecycle list"),
     f.Setting("host_uses_kl", f.boolean, None, "override run.host_uses_kl for this guest"),
     f.Setting("extra_cmdline", f.string, "", "appended to the guest kernel command line"),
@@ -218,6 +223,16 @@ def _cross_checks(doc: Located, c: Config) -> None:
         key = _explicit(doc, (*where, "kl"), ("wide", "backup", "restrictions", "aeskle"))
         if not kl.enabled and key is not None:
             raise doc.error((*where, "kl", key), f"{key} without KL: set kl.enabled: true or drop {key}")
+        vmm = g.vmm or c.run.vmm
+        backend = g.kl_backend or c.run.kl_backend
+        if vmm == "qemu-kl" and backend == "emulated":
+            field = "kl_backend" if g.kl_backend else None
+            raise doc.error((*where, field) if field else ("run", "kl_backend"),
+                            "vmm qemu-kl executes Key Locker itself: its guests run the native backend (set "
+                            "kl_backend: native or auto, or vmm: system for the in-guest emulator)")
+        if kl.migration_blocker and vmm != "qemu-kl":
+            raise doc.error((*where, "kl", "migration_blocker"),
+                            "migration_blocker is a qemu-kl CPU property: set vmm: qemu-kl or drop it")
         if g.image == "cloud" and c.cloud_image is None:
             raise doc.error((*where, "image"), "image 'cloud' needs images.cloud.path (a qcow2 you bring)")
         if g.lifecycle and "vcpu-hotplug" in g.lifecycle and (g.max_vcpus or g.vcpus) <= g.vcpus:

@@ -23,6 +23,7 @@ class RunSettings:
     results: str = "results"     # results root directory
     host_uses_kl: bool = False   # modelled host state: the host kernel itself uses KL
     kl_feature_name: str = "keylocker"  # CPU feature name a patched libvirt/QEMU knows
+    vmm: str = "system"          # system (the distribution's QEMU) | qemu-kl (its TCG executes Key Locker)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class KlConfig:
     nobackup: bool = False
     random_keysource: bool = False
     leaf19_present_zero: bool = False
+    migration_blocker: bool = False  # qemu-kl: a guest that loaded an IWKey refuses migration (the stack refuses)
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class GuestConfig:
     extra_qemu_cpu_args: tuple[str, ...] = ()
     kl: KlConfig = field(default_factory=KlConfig)
     kl_backend: str | None = None     # overrides run.kl_backend
+    vmm: str | None = None            # overrides run.vmm
     lifecycle: tuple[str, ...] | None = None  # overrides the top-level list
     host_uses_kl: bool | None = None  # overrides run.host_uses_kl (modelled host state)
     extra_cmdline: str = ""           # appended to the guest kernel command line (e.g. a KL series' knobs)

@@ -7,6 +7,7 @@
  * else with a message, so a typo in a hand-written vector is an error line
  * rather than a silently different test.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -467,8 +468,9 @@ static int op_cpu(struct session *s, struct reader *r, const struct jobject *o)
 	uint32_t kl, cr4, aeskle, cpl;
 
 	if (!s->emu)
-		return fail(r, "op \"cpu\" needs a ring-0 helper on the native "
-			       "backend");
+		return fail(r, "op \"cpu\" shapes the emulated CPU; a native CPU "
+			       "(silicon or a VMM) is what it is: choose its "
+			       "CPUID when the guest is started");
 	if (check_keys(r, o, "cpu", keys) < 0)
 		return -1;
 	cpu = s->emu->cpu;
@@ -494,6 +496,35 @@ static int op_cpu(struct session *s, struct reader *r, const struct jobject *o)
 	return 0;
 }
 
+/* The native IWKey is loaded at ring 0: by the helper klhelper, which runs
+ * LOADIWKEY (KeySource as given) on every CPU.  Same byte order as here. */
+#define KLHELPER_IWKEY "/sys/kernel/debug/klhelper/iwkey"
+
+static int native_setiwkey(struct reader *r, const struct klemu_iwkey *key)
+{
+	char line[160];
+	size_t n = 0;
+	FILE *f;
+	int bad;
+
+	for (int i = 0; i < 16; i++)
+		n += (size_t)snprintf(line + n, sizeof(line) - n, "%02x", key->integrity[i]);
+	for (int i = 0; i < 32; i++)
+		n += (size_t)snprintf(line + n, sizeof(line) - n, "%02x", key->enc[i]);
+	snprintf(line + n, sizeof(line) - n, "%s keysource=%d\n", key->nobackup ? " nobackup" : "",
+		 key->keysource);
+	f = fopen(KLHELPER_IWKEY, "w");
+	if (!f)
+		return fail(r, "op \"setiwkey\" on the native backend goes through the ring-0 "
+			       "helper: %s: %s (insmod klhelper.ko, mount debugfs)",
+			    KLHELPER_IWKEY, strerror(errno));
+	bad = fputs(line, f) < 0;
+	bad |= fclose(f) != 0;
+	if (bad)
+		return fail(r, "op \"setiwkey\": klhelper refused the key: %s", strerror(errno));
+	return 0;
+}
+
 static int op_setiwkey(struct session *s, struct reader *r,
 		       const struct jobject *o)
 {
@@ -502,9 +533,6 @@ static int op_setiwkey(struct session *s, struct reader *r,
 	struct klemu_iwkey key;
 	uint32_t nobackup = 0, keysource = 0;
 
-	if (!s->emu)
-		return fail(r, "op \"setiwkey\" needs a ring-0 helper on the "
-			       "native backend");
 	memset(&key, 0, sizeof(key));
 	if (check_keys(r, o, "setiwkey", keys) < 0 ||
 	    get_hex(r, o, "integrity", key.integrity, 16) < 0 ||
@@ -514,7 +542,10 @@ static int op_setiwkey(struct session *s, struct reader *r,
 		return -1;
 	key.nobackup = (int)nobackup;
 	key.keysource = (int)keysource;
-	klemu_set_iwkey(s->emu, &key);
+	if (s->emu)
+		klemu_set_iwkey(s->emu, &key);
+	else if (native_setiwkey(r, &key) < 0)
+		return -1;
 	put_head(s->out, "setiwkey", o);
 	fputs(",\"ok\":true}\n", s->out);
 	return 0;

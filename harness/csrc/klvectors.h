@@ -31,7 +31,9 @@
  * exactly the instruction's memory operand size (48 or 64 bytes).
  *
  * emu is the context behind an emulated backend; NULL for the native one,
- * where "cpu" and "setiwkey" answer an error (they need a ring-0 helper).
+ * where "setiwkey" loads the key through the ring-0 helper klhelper
+ * (/sys/kernel/debug/klhelper/iwkey: LOADIWKEY on every CPU) and "cpu"
+ * answers an error (a native CPU's shape is chosen when it is started).
  *
  * Returns 0 when every line was answered without an error object, 1 when
  * at least one line was an error, -1 when reading or writing failed.

@@ -50,6 +50,7 @@ class DomainRuntime:
     meta: RunMetadata
     overlay: Path | None = None
     fwcfg: tuple[tuple[str, Path], ...] = ()  # (entry name, absolute 0600 file)
+    emulator: Path | None = None  # the QEMU binary (qemu-kl); None: libvirt's default
 
 
 def build_domain_xml(spec: GuestSpec, image: ImageArtifact, accel: AccelChoice, rt: DomainRuntime) -> str:
@@ -188,6 +189,8 @@ def boot_kernel(spec: GuestSpec, image: ImageArtifact) -> Path | None:
 
 def _devices(image: ImageArtifact, rt: DomainRuntime) -> ET.Element:
     devs = ET.Element("devices")
+    if rt.emulator is not None:
+        _text(devs, "emulator", str(rt.emulator))
     if image.disk is not None:
         if rt.overlay is None:
             raise ImageError(f"image {image.name!r} is a disk image: the guest needs an overlay (the base "

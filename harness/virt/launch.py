@@ -71,6 +71,8 @@ def launch(conn: Any, spec: GuestSpec, image: ImageArtifact, *, run_id: str,
     """
     uri = str(conn.getURI())
     accel = accel or choose_accel(spec.accel, local=is_local(uri))
+    if spec.vmm == "qemu-kl" and accel.accel != "tcg":
+        accel = AccelChoice(accel.requested, "tcg", "vmm qemu-kl executes Key Locker in TCG (its KVM path has none)")
     _check_capabilities(spec, image)
     staged = STAGED_FEATURE in image.features
     if is_local(uri) and uri.split("?")[0].endswith("/system") and not staged:
@@ -90,7 +92,7 @@ def launch(conn: Any, spec: GuestSpec, image: ImageArtifact, *, run_id: str,
         meta = RunMetadata(run_id=run_id, guest=spec.name, spec_key=spec_key(spec), accel=accel.accel,
                            accel_reason=accel.reason, workdir=str(workdir))
         rt = DomainRuntime(name=name, ssh_port=ssh_port or 0, console_log=console, meta=meta, overlay=overlay,
-                           fwcfg=entries)
+                           fwcfg=entries, emulator=emulator_for(spec))
         guest = Guest(conn, spec, image, accel, rt, workdir, timeouts)
         if registry is not None:
             registry.add(guest)
@@ -113,6 +115,19 @@ def launch(conn: Any, spec: GuestSpec, image: ImageArtifact, *, run_id: str,
             if registry is not None:
                 registry.discard(guest)
         raise
+
+
+def emulator_for(spec: GuestSpec) -> Path | None:
+    """The QEMU binary of the spec's VMM (None: libvirt's default, the distribution's QEMU)."""
+    if spec.vmm == "system":
+        return None
+    from harness.errors import BuildError
+    from harness.vmm import qemu_kl
+
+    try:
+        return qemu_kl.installed().binary
+    except BuildError as err:
+        raise HostError(f"guest {spec.name!r} runs on vmm {spec.vmm}: {err}") from err
 
 
 def _check_capabilities(spec: GuestSpec, image: ImageArtifact) -> None:

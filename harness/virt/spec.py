@@ -17,6 +17,9 @@ from typing import Literal
 from harness.errors import ConfigError
 
 KlBackend = Literal["native", "emulated"]
+# The VMM a guest runs on: the distribution's QEMU, or qemu-kl (its TCG executes Key Locker).
+Vmm = Literal["system", "qemu-kl"]
+VMMS = ("system", "qemu-kl")
 AccelRequest = Literal["auto", "kvm", "tcg"]
 FeaturePolicy = Literal["require", "disable", "force", "optional", "forbid"]
 
@@ -130,6 +133,8 @@ class GuestSpec:
     persistent: bool = False  # defined, not transient: needed for managed save
     fwcfg: tuple[FwCfgEntry, ...] = ()
     extra_cmdline: str = ""
+    vmm: Vmm = "system"
+    kl_migration_blocker: bool = False  # qemu-kl: LOADIWKEY makes the guest unmigratable (a stack that refuses)
 
     def __post_init__(self) -> None:
         where = f"guest {self.name!r}"
@@ -147,6 +152,10 @@ class GuestSpec:
                 raise ConfigError(f"{where}: extra_qemu_cpu_args item {arg!r} is not PROP=VALUE")
         if self.kl_backend not in ("native", "emulated"):
             raise ConfigError(f"{where}: kl_backend {self.kl_backend!r} is not 'native' or 'emulated'")
+        if self.vmm not in VMMS:
+            raise ConfigError(f"{where}: vmm {self.vmm!r} is not one of {', '.join(VMMS)}")
+        if self.vmm == "qemu-kl" and self.kl_backend != "native":
+            raise ConfigError(f"{where}: vmm qemu-kl executes Key Locker itself: its guests take kl_backend native")
         if self.accel not in ("auto", "kvm", "tcg"):
             raise ConfigError(f"{where}: accel {self.accel!r} is not 'auto', 'kvm' or 'tcg'")
         names = [e.name for e in self.fwcfg]
@@ -161,16 +170,37 @@ class GuestSpec:
     def cpu_feature_policies(self) -> tuple[tuple[str, str], ...]:
         """The ``<feature>`` elements to emit, KL's native flag included."""
         feats: list[tuple[str, str]] = list(self.cpu_features)
-        if self.kl_backend == "native" and self.kl.enabled:
-            feats.append((self.kl_feature_name, "require"))
+        if self.kl_backend == "native" and self.kl.enabled and self.vmm == "system":
+            feats.append((self.kl_feature_name, "require"))  # a patched libvirt cpu_map (lab)
         return tuple(feats)
 
     def qemu_cpu_globals(self) -> tuple[str, ...]:
-        """``x86_64-cpu.PROP=VALUE`` strings for ``-global``, leaf-0x19 shape included."""
+        """``x86_64-cpu.PROP=VALUE`` strings for ``-global``, leaf-0x19 shape and qemu-kl's KL included."""
         props = list(self.extra_qemu_cpu_args)
         if self.kl.leaf19_present_zero:
             props += ["level=0x19", "min-level=0x19"]
+        if self.vmm == "qemu-kl":
+            props += qemu_kl_properties(self.kl, block_migration=self.kl_migration_blocker)
         return tuple(f"x86_64-cpu.{p}" for p in props)
+
+
+def qemu_kl_properties(kl: KlExposure, *, block_migration: bool = False) -> list[str]:
+    """The qemu-kl CPU properties for an exposure, every one explicit (``-cpu max`` turns them all on).
+
+    ``kl.aeskle`` is not among them: on qemu-kl, "AESKLE reads 0" is the real
+    thing — a guest kernel that leaves CR4.KL clear — so it decides whether
+    the harness loads klhelper, not what the CPU enumerates.
+    """
+    if not kl.enabled:
+        return ["keylocker=off"]
+
+    def on(flag: bool) -> str:
+        return "on" if flag else "off"
+
+    flags = {"wide": kl.wide, "backup": kl.backup, "cpl0": "cpl0" in kl.restrictions,
+             "noencrypt": "noencrypt" in kl.restrictions, "nodecrypt": "nodecrypt" in kl.restrictions,
+             "nobackup": kl.nobackup_bit, "random": kl.random_keysource_bit, "block-migration": block_migration}
+    return ["keylocker=on", "keylocker-aeskle=on", *(f"keylocker-{name}={on(v)}" for name, v in flags.items())]
 
 
 def spec_key(spec: GuestSpec) -> str:

@@ -9,6 +9,8 @@
  * restore the IWKey through the MSRs of section 5, and time each step.
  *
  * On load:
+ *   - probe_only=1                     -> nothing is changed; only ring0 and status exist
+ *                                         (the ring-0 checks of a CPU that hides Key Locker)
  *   - CPUID.(7,0):ECX[23]=0            -> -ENODEV ("Key Locker not enumerated")
  *   - the kernel already uses KL       -> -EBUSY unless force=1
  *     (CR4.KL set on any CPU, AESKLE=1, X86_FEATURE_KEYLOCKER, or an AES-KL
@@ -22,6 +24,7 @@
  *   restore          w: anything -> IA32_COPY_PLATFORM_TO_LOCAL on every CPU; r: the last result
  *   status           r: CPUID, CR4.KL and IA32_COPY_STATUS per CPU, IA32_IWKEYBACKUP_STATUS, last results
  *   loadiwkey_bench  w: N -> N LOADIWKEYs of the current known key on one CPU; r: the last result
+ *   ring0            w: hidden | cr4kl-off | msr | loadiwkey EAX; r: the outcome (klhelper_ring0.c)
  *
  * Kernel interfaces used, and why (checked against 6.1 and 6.12 headers):
  *   cr4_read_shadow(), cr4_set_bits_irqsoff()/cr4_clear_bits_irqsoff() -> the exported
@@ -79,6 +82,10 @@
 static bool force;
 module_param(force, bool, 0444);
 MODULE_PARM_DESC(force, "load even if the kernel already uses Key Locker (replaces its IWKey: its handles die)");
+
+static bool probe_only;
+module_param(probe_only, bool, 0444);
+MODULE_PARM_DESC(probe_only, "change nothing; offer only the ring0 checks and status (any CPU, KL or not)");
 
 static bool initial_key = true;
 module_param(initial_key, bool, 0444);
@@ -603,6 +610,17 @@ static int __init klh_init(void)
 	const char *why;
 	int err;
 
+	if (probe_only) {
+		if (cpuid_eax(0) >= 0x19)
+			cpuid_count(0x19, 0, &klh.l19_eax, &klh.l19_ebx, &klh.l19_ecx, &edx);
+		klh.dir = debugfs_create_dir("klhelper", NULL);
+		if (IS_ERR_OR_NULL(klh.dir))
+			return -ENODEV;
+		debugfs_create_file("status", 0400, klh.dir, NULL, &klh_status_fops);
+		klh_ring0_create(klh.dir, &klh.lock, &klh.key, &klh.key_known);
+		pr_info("probe_only: nothing changed; ring-0 checks at /sys/kernel/debug/klhelper/ring0\n");
+		return 0;
+	}
 	if (cpuid_eax(0) < 7 || !(cpuid_ecx(7) & KLH_CPUID7_ECX_KL)) {
 		pr_info("Key Locker not enumerated (CPUID.(7,0):ECX[23]=0); not loading\n");
 		return -ENODEV;
@@ -647,6 +665,7 @@ static int __init klh_init(void)
 		debugfs_create_file("restore", 0600, klh.dir, NULL, &klh_restore_fops);
 		debugfs_create_file("loadiwkey_bench", 0600, klh.dir, NULL, &klh_bench_fops);
 		debugfs_create_file("status", 0400, klh.dir, NULL, &klh_status_fops);
+		klh_ring0_create(klh.dir, &klh.lock, &klh.key, &klh.key_known);
 	}
 	pr_info("Key Locker enabled: CR4.KL set on %u CPU(s); leaf 0x19 eax=%#x ebx=%#x ecx=%#x; IWKey %s; "
 		"interface /sys/kernel/debug/klhelper/\n", cpumask_weight(&klh.cr4_set), cpuid_eax(0x19),
