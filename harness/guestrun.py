@@ -136,8 +136,9 @@ class ProbeGuest:
         run = self.probe("handle", "check", REMOTE_HANDLE)
         return run.document.by_id()["handle.check"]
 
-    def run(self, argv: list[str] | str, *, timeout: float | None = None, check: bool = False) -> Any:
-        return self._session().run(argv, timeout=timeout, check=check)
+    def run(self, argv: list[str] | str, *, timeout: float | None = None, check: bool = False,
+            stdin: bytes | None = None) -> Any:
+        return self._session().run(argv, timeout=timeout, check=check, stdin=stdin)
 
     def drop_session(self) -> None:
         """Forget the SSH session (it dies with save/restore, reboot, migration)."""

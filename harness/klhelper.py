@@ -112,6 +112,8 @@ def load(remote: Remote, *, params: tuple[str, ...] = (), remote_dir: str = REMO
          timeout: float = 120.0, build_seconds: float = 0.0) -> LoadResult:
     """``insmod`` the built module and collect its kernel-log lines (whatever the outcome)."""
     release = remote.run(["uname", "-r"], timeout=30, check=True).text().strip()
+    # The interface is in debugfs, which minimal images do not mount.
+    remote.run("mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug", timeout=30)
     res = remote.run(["insmod", f"{remote_dir}/klhelper.ko", *params], timeout=timeout)
     log = remote.run("dmesg 2>&1 | grep 'klhelper: ' || true", timeout=30)
     lines = tuple(m.group(0).strip() for m in (_LOG_LINE.search(ln) for ln in log.text().splitlines()) if m)

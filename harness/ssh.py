@@ -193,10 +193,7 @@ class Session:
             chan = self._transport.open_session(timeout=self.timeouts.ssh_banner)
             chan.settimeout(limit)
             chan.exec_command(command)
-            if stdin is not None:
-                chan.sendall(stdin)
-            chan.shutdown_write()
-            out, err, timed_out = _drain(chan, start + limit)
+            out, err, timed_out = _drain(chan, start + limit, stdin or b"")
             rc = -1 if timed_out else chan.recv_exit_status()
             chan.close()
             if rc == -1 and not timed_out:
@@ -220,10 +217,23 @@ class Session:
                  stdin=data, timeout=self.timeouts.upload, check=True)
 
 
-def _drain(chan: paramiko.Channel, deadline: float) -> tuple[bytes, bytes, bool]:
-    """Read stdout and stderr until EOF and exit status, or until the deadline."""
+def _drain(chan: paramiko.Channel, deadline: float, stdin: bytes = b"") -> tuple[bytes, bytes, bool]:
+    """Feed ``stdin`` and read stdout and stderr until EOF and exit status, or until the deadline.
+
+    Input is sent as the window allows while output is read: a command that
+    answers as it reads (``klprobe vectors``) would otherwise fill its output
+    window while we still block sending it input, and both sides would wait.
+    """
     out, err = bytearray(), bytearray()
+    sent = 0
+    if not stdin:
+        chan.shutdown_write()
     while True:
+        if sent < len(stdin) and chan.send_ready():
+            sent += chan.send(stdin[sent:sent + 65536])
+            if sent == len(stdin):
+                chan.shutdown_write()
+            continue
         if chan.recv_ready():
             out += chan.recv(65536)
             continue
@@ -236,5 +246,6 @@ def _drain(chan: paramiko.Channel, deadline: float) -> tuple[bytes, bytes, bool]
         if remaining <= 0:
             chan.close()
             return bytes(out), bytes(err), True
-        select.select([chan], [], [], min(remaining, 0.5))
+        # Waiting to send: poll soon (select wakes only for input); otherwise wait for output.
+        select.select([chan], [], [], min(remaining, 0.01 if sent < len(stdin) else 0.5))
     return bytes(out), bytes(err), False

@@ -99,6 +99,7 @@ struct klh_copy {
 	u64 cycles;
 	u64 status_before;
 	u64 status;
+	u64 copy_status;	/* IA32_COPY_STATUS after a backup: 0 when the copy failed (a NoBackup key) */
 };
 
 static struct {
@@ -205,6 +206,7 @@ static long klh_cpu_backup(void *arg)
 {
 	struct klh_copy *r = arg;
 	u32 lo, hi;
+	long err;
 
 	r->cpu = smp_processor_id();
 	if (rdmsr_safe(MSR_KLH_IWKEYBACKUP_STATUS, &lo, &hi)) {
@@ -212,7 +214,11 @@ static long klh_cpu_backup(void *arg)
 		return -EIO;
 	}
 	r->status_before = ((u64)hi << 32) | lo;
-	return klh_copy_and_poll(r, MSR_KLH_COPY_LOCAL_TO_PLATFORM, MSR_KLH_IWKEYBACKUP_STATUS);
+	err = klh_copy_and_poll(r, MSR_KLH_COPY_LOCAL_TO_PLATFORM, MSR_KLH_IWKEYBACKUP_STATUS);
+	/* 0x991 bit 0 may still say "valid" from an earlier backup: 0x990 tells whether this copy worked. */
+	if (!rdmsr_safe(MSR_KLH_COPY_STATUS, &lo, &hi))
+		r->copy_status = ((u64)hi << 32) | lo;
+	return err;
 }
 
 static long klh_cpu_restore(void *arg)
@@ -454,8 +460,8 @@ static ssize_t klh_backup_write(struct file *f, const char __user *ubuf, size_t 
 	r = work_on_cpu(cpumask_first(cpu_online_mask), klh_cpu_backup, &c);
 	cpus_read_unlock();
 	snprintf(klh.last_backup, sizeof(klh.last_backup),
-		 "ok=%d fault=%d cpu=%u cycles=%llu polls=%lu status_before=%#llx status=%#llx\n",
-		 c.ok, c.fault, c.cpu, c.cycles, c.polls, c.status_before, c.status);
+		 "ok=%d fault=%d cpu=%u cycles=%llu polls=%lu status_before=%#llx status=%#llx copy_status=%#llx\n",
+		 c.ok, c.fault, c.cpu, c.cycles, c.polls, c.status_before, c.status, c.copy_status);
 	mutex_unlock(&klh.lock);
 	return r == -EIO ? -EIO : (ssize_t)count; /* a timeout is a result, read it back */
 }
