@@ -68,6 +68,7 @@ class ProbeGuest:
     session: Session | None = None
     timings: dict[str, float] = field(default_factory=dict)
     helper: str | None = None  # what loading klhelper did, when the plan asks for it
+    helper_loaded: bool = False
 
     @property
     def name(self) -> str:
@@ -99,6 +100,7 @@ class ProbeGuest:
         result = klhelper.build_and_load(session, params=self.plan.config.helper_params, image=self.image)
         self.timings["helper_build"] = result.build_seconds
         self.helper = result.describe()
+        self.helper_loaded = result.loaded
         if not result.loaded:
             log.warning("guest %s: %s", self.name, result.describe())
 

@@ -248,6 +248,21 @@ def qemu_facts(binary: str | None, names: tuple[str, ...]) -> dict[str, Any]:
             "kl_names": sorted(n for n in names if n in flags), "looked_for": list(names)}
 
 
+def vmm_facts() -> dict[str, Any]:
+    """qemu-kl, the Key Locker VMM: built and verified for the current patch series, and its KL names."""
+    from harness.vmm import qemu_kl
+
+    try:
+        build = qemu_kl.installed()
+    except KlharnessError as err:
+        return {"built": False, "reason": str(err)}
+    try:
+        flags = parse_cpu_flags(proc.run([build.binary, "-cpu", "help"], timeout=30).stdout)
+    except KlharnessError as err:
+        return {"built": True, **build.to_dict(), "kl_names": [], "reason": f"{build.binary} did not answer: {err}"}
+    return {"built": True, **build.to_dict(), "kl_names": sorted(n for n in flags if n.startswith("keylocker"))}
+
+
 def parse_cpu_flags(help_text: str) -> set[str]:
     """The words after ``Recognized CPUID flags:`` in ``qemu-system-x86_64 -cpu help``."""
     _, found, tail = help_text.partition("Recognized CPUID flags:")
@@ -367,6 +382,7 @@ def local_facts(names: tuple[str, ...], *, qemu_binary: str | None = None) -> di
         "mitigations": mitigations(),
         "kvm": kvm_facts(),
         "qemu": qemu_facts(qemu_binary, names),
+        "vmm": {"qemu-kl": vmm_facts()},
     }
     facts["cpuid_faulting"] = cpuid_faulting(facts["cpu"]["flags_cpuid_fault"])
     return facts

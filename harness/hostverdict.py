@@ -10,6 +10,7 @@ Backends judged:
   baremetal  the host itself runs KL: ``klharness probe --local`` (profile baremetal-kl)
   helper     the ring-0 helper ``klhelper`` can load here (known IWKey, backup MSRs)
   emulated   KL emulated inside guests (profile emulated)
+  vmm        KL executed by qemu-kl, the patched QEMU built here (provenance vmm)
 
 ``possible`` is True, False, or None when it cannot be told from here (a
 remote URI whose host was not checked locally).
@@ -26,6 +27,7 @@ BACKENDS = {
                   "the host itself runs Key Locker: klharness probe --local (profile baremetal-kl)"),
     "helper": ("ring-0 helper", "klhelper loads here: known IWKey, backup/restore MSRs, LOADIWKEY timing"),
     "emulated": ("emulated cells", "Key Locker emulated inside guests (profile emulated)"),
+    "vmm": ("VMM cells", "Key Locker executed by qemu-kl's TCG, the guest running the native path (provenance vmm)"),
 }
 
 
@@ -36,6 +38,7 @@ def verdicts(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "baremetal": _baremetal(report) if local else _unknown(report),
         "helper": _helper(report) if local else _unknown(report),
         "emulated": _emulated(report, local),
+        "vmm": _vmm(report) if local else _unknown(report),
     }
     for key, v in out.items():
         v["label"], v["what"] = BACKENDS[key]
@@ -262,6 +265,27 @@ def _emulated(report: dict[str, Any], local: bool) -> dict[str, Any]:
     return _verdict(reasons, notes)
 
 
+def _vmm(report: dict[str, Any]) -> dict[str, Any]:
+    reasons: list[str] = []
+    notes: list[str] = []
+    q = report.get("vmm", {}).get("qemu-kl", {})
+    if not q.get("built"):
+        reasons.append(f"qemu-kl is not built: {q.get('reason', 'not checked')}")
+    elif "keylocker" not in q.get("kl_names", []):
+        reasons.append(f"qemu-kl at {q.get('binary')} lists no 'keylocker' CPU property: "
+                       f"{q.get('reason') or 'rebuild it with klharness vmm build qemu-kl --force'}")
+    elif "no longer serves" in q.get("source_note", ""):
+        notes.append(f"qemu-kl was built on another Debian revision than its patches were made on: {q['source_note']}")
+    lv = report.get("libvirt", {})
+    if _libvirt_unchecked(report):
+        notes.append(_libvirt_unchecked(report) or "")
+    elif not lv.get("domain_types", {}).get("qemu", {}).get("offered"):
+        reasons.append("libvirt offers no QEMU (TCG) domains, which qemu-kl guests need")
+    else:
+        reasons += caps_cache_reasons(report)
+    return _verdict(reasons, notes)
+
+
 # -- text ---------------------------------------------------------------------------------------------------------
 
 def render_text(report: dict[str, Any]) -> str:
@@ -330,6 +354,11 @@ def _local_lines(r: dict[str, Any]) -> list[str]:
     q = r.get("qemu", {})
     out.append(f"  QEMU         {q.get('version')}: {q.get('cpu_flags')} CPU flags, Key Locker names: "
                f"{', '.join(q.get('kl_names', [])) or 'none'}" if q.get("ok") else f"  QEMU         {q.get('error')}")
+    q = r.get("vmm", {}).get("qemu-kl", {})
+    out.append("  qemu-kl      " + (f"QEMU {q.get('qemu_version')} from Debian source {q.get('source_version')} + "
+                                    f"{len(q.get('patches', []))} Key Locker patches at {q.get('binary')}; "
+                                    f"Key Locker properties: {', '.join(q.get('kl_names', [])) or 'none'}"
+                                    if q.get("built") else f"not built: {q.get('reason')}"))
     cf = r.get("cpuid_faulting", {})
     out.append(f"  CPUID fault  {'available' if cf.get('supported') else 'not available'}: {cf.get('how')}; "
                f"/proc/cpuinfo flag cpuid_fault {'present' if cf.get('cpuinfo_flag') else 'absent'}")

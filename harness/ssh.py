@@ -10,15 +10,18 @@ guest's sshd listens, and paramiko would otherwise sit in its banner timeout.
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import os
 import select
 import shlex
 import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import paramiko
 from cryptography.hazmat.primitives import serialization
@@ -209,12 +212,58 @@ class Session:
             raise SSHError(f"{self.where}: {result.describe()}")
         return result
 
+    def stream(self, argv: Sequence[str], src: BinaryIO, dst: BinaryIO, *, timeout: float) -> int:
+        """Run a command with ``src`` streamed to its stdin and its stdout written to ``dst`` as it comes.
+
+        For line protocols that run as long as their input does (``klprobe vectors``): nothing
+        is held in memory, an answer reaches ``dst`` as soon as the guest writes it.  Returns
+        the exit status; stderr goes to the log.  Bounded by ``timeout`` as a whole.
+        """
+        command = shlex.join(argv)
+        deadline = time.monotonic() + timeout
+        try:
+            chan = self._transport.open_session(timeout=self.timeouts.ssh_banner)
+            chan.exec_command(command)
+            feeder = threading.Thread(target=_feed, args=(chan, src), name="ssh-stdin", daemon=True)
+            feeder.start()
+            while not (chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready()):
+                if chan.recv_ready():
+                    dst.write(chan.recv(65536))
+                    dst.flush()
+                elif chan.recv_stderr_ready():
+                    log.info("%s: %s", self.where, chan.recv_stderr(65536).decode(errors="replace").rstrip())
+                elif time.monotonic() > deadline:
+                    chan.close()
+                    raise SSHError(f"{self.where}: `{command}` still ran after {timeout:.0f}s; stopped")
+                else:
+                    select.select([chan], [], [], 0.5)
+            rc = chan.recv_exit_status()
+            chan.close()
+            return rc
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise SSHError(f"{self.where}: connection lost while streaming through `{command}`: "
+                           f"{type(exc).__name__}: {exc}") from exc
+
     def upload(self, data: bytes, remote_path: str, *, mode: int = 0o755) -> None:
         """Write ``data`` to ``remote_path`` through an exec channel (no sftp server needed)."""
         tmp = f"{remote_path}.part"
         self.run(f"cat > {shlex.quote(tmp)} && chmod {mode:o} {shlex.quote(tmp)} && "
                  f"mv {shlex.quote(tmp)} {shlex.quote(remote_path)}",
                  stdin=data, timeout=self.timeouts.upload, check=True)
+
+
+def _feed(chan: paramiko.Channel, src: BinaryIO) -> None:
+    """Copy ``src`` into the channel's stdin until EOF, then close that direction."""
+    try:
+        # read1: whatever is there now (a pipe's line), not a full 64 KiB: answers flow as input does.
+        read = getattr(src, "read1", src.read)
+        while chunk := read(65536):
+            chan.sendall(chunk)
+    except (OSError, paramiko.SSHException) as err:
+        log.warning("feeding stdin stopped: %s", err)
+    finally:
+        with contextlib.suppress(OSError, paramiko.SSHException):
+            chan.shutdown_write()
 
 
 def _drain(chan: paramiko.Channel, deadline: float, stdin: bytes = b"") -> tuple[bytes, bytes, bool]:

@@ -314,12 +314,22 @@ def test_this_machines_facts_agree_with_an_independent_read(here: dict[str, Any]
     if not cpu["kl"]:
         assert here["verdicts"]["baremetal"]["possible"] is False
         assert here["verdicts"]["helper"]["possible"] is False
+    q = here["vmm"]["qemu-kl"]
+    try:
+        from harness.vmm import qemu_kl
+
+        built = qemu_kl.installed()
+    except Exception:
+        built = None
+    assert q["built"] is (built is not None)
+    if built is not None:
+        assert q["binary"] == str(built.binary) and "keylocker" in q["kl_names"]
 
 
 def test_cli_json_and_require(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["host-check", "none", "--json", "--require", "emulated"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert set(report["verdicts"]) == {"native", "baremetal", "helper", "emulated"}
+    assert set(report["verdicts"]) == {"native", "baremetal", "helper", "emulated", "vmm"}
     expected = 0 if report["verdicts"]["native"]["possible"] else 1
     assert main(["host-check", "none", "--require", "native"]) == expected
     out = capsys.readouterr().out
@@ -356,3 +366,18 @@ def test_without_libvirt_a_perfect_host_is_unknown_not_possible() -> None:
     down = tigerlake(libvirt={"ok": False, "error": "cannot connect to libvirt at qemu:///system: down"})
     assert judge(down)["native"]["reasons"] == ["libvirt: cannot connect to libvirt at qemu:///system: down"]
     assert judge(down)["emulated"]["reasons"] == ["libvirt: cannot connect to libvirt at qemu:///system: down"]
+
+
+def test_the_vmm_verdict_needs_a_built_qemu_kl_that_names_keylocker() -> None:
+    built = {"built": True, "binary": "/c/vmm/qemu-kl-x/bin/qemu-system-x86_64", "kl_names": ["keylocker"],
+             "source_version": "1:7.2+dfsg-7+deb12u18", "source_note": "1:7.2+dfsg-7+deb12u18 (the version ...)"}
+    assert judge(tigerlake(vmm={"qemu-kl": built}))["vmm"] == {**judge(tigerlake(vmm={"qemu-kl": built}))["vmm"],
+                                                               "possible": True, "reasons": [], "notes": []}
+    [why] = judge(tigerlake(vmm={"qemu-kl": {"built": False, "reason": "run klharness vmm build qemu-kl"}}))["vmm"][
+        "reasons"]
+    assert why == "qemu-kl is not built: run klharness vmm build qemu-kl"
+    [why] = judge(tigerlake(vmm={"qemu-kl": {**built, "kl_names": []}}))["vmm"]["reasons"]
+    assert why.startswith("qemu-kl at /c/vmm/qemu-kl-x/bin/qemu-system-x86_64 lists no 'keylocker' CPU property")
+    moved = {**built, "source_note": "1:7.2+dfsg-7+deb12u19: the registry no longer serves 1:7.2+dfsg-7+deb12u18"}
+    assert judge(tigerlake(vmm={"qemu-kl": moved}))["vmm"]["notes"][0].startswith(
+        "qemu-kl was built on another Debian revision")
