@@ -12,6 +12,7 @@ user's cloud image; minutes in a TCG guest).
 
 from __future__ import annotations
 
+import gzip
 import io
 import re
 import shlex
@@ -80,11 +81,14 @@ def source_archive() -> bytes:
     if missing:
         raise BuildError(f"klhelper sources incomplete in {SOURCE_DIR}: missing {', '.join(missing)}")
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+    # Deterministic (no timestamps): the bytes hash the same for the same sources, which keys the
+    # host-built module's cache (harness.images.modules).
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
         for name in SOURCES:
             info = tar.gettarinfo(str(SOURCE_DIR / name), arcname=name)
             info.uid = info.gid = 0
             info.uname = info.gname = "root"
+            info.mtime = 0
             with (SOURCE_DIR / name).open("rb") as f:
                 tar.addfile(info, f)
     return buf.getvalue()
@@ -159,3 +163,38 @@ def set_iwkey(remote: Remote, integrity: bytes, enc: bytes) -> None:
         raise ValueError("an IWKey is a 16-byte integrity key and a 32-byte encryption key")
     line = (integrity + enc).hex()
     remote.run(f"echo {line} > {DEBUGFS_DIR}/iwkey", timeout=60, check=True)
+
+
+# What the ring0 file answers for a CPU that hides Key Locker (ACRN's hidden-KL list, KEYLOCKER.md §6).
+RING0_INSTRUCTIONS = ("loadiwkey", "encodekey128", "encodekey256", "aesenc128kl", "aesdec128kl", "aesenc256kl",
+                      "aesdec256kl", "aesencwide128kl", "aesdecwide128kl", "aesencwide256kl", "aesdecwide256kl")
+BACKUP_MSRS = ("0x990", "0x991", "0xd91", "0xd92")
+HIDDEN_EXPECTED: dict[str, str] = {"cr4.kl": "gp", **{f"msr {m} read": "gp write: gp" for m in BACKUP_MSRS},
+                                   **dict.fromkeys(RING0_INSTRUCTIONS, "ud")}
+
+
+def ring0(remote: Remote, command: str) -> dict[str, str]:
+    """klhelper's ring-0 checks (klhelper_ring0.c): ``command`` written, the answer as {item: outcome}."""
+    remote.run(f"echo {shlex.quote(command)} > {DEBUGFS_DIR}/ring0", timeout=60, check=True)
+    out = remote.run(["cat", f"{DEBUGFS_DIR}/ring0"], timeout=60, check=True).text()
+    return dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+
+
+def timings(remote: Remote) -> dict[str, Any]:
+    """The IWKey backup made at load and every restore since (TSC cycles of the CPU that did it).
+
+    On qemu-kl these are TCG's TSC, host time scaled, not silicon cycles; the caller labels them.
+    """
+    text = remote.run(["cat", f"{DEBUGFS_DIR}/status"], timeout=60, check=True).text()
+    out: dict[str, Any] = {"restores": [], "events": []}
+    for line in text.splitlines():
+        fields = dict(w.split("=", 1) for w in line.replace(":", " ").split() if "=" in w)
+        if line.startswith("backup: ") and "cycles" in fields:
+            out["backup_cycles"] = int(fields["cycles"])
+            out["backup_ok"] = fields.get("ok") == "1"
+        if line.startswith(("online cpu", "resume cpu")):
+            out["events"].append(line.strip())
+        if " restore ok=" in line and "cycles" in fields:
+            out["restores"].append({"when": line.split()[0], "cpu": line.split()[1].rstrip(":"),
+                                    "ok": fields.get("ok") == "1", "cycles": int(fields["cycles"])})
+    return out

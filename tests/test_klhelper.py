@@ -136,3 +136,34 @@ def test_builds_in_the_debian_guest_and_refuses_without_kl(debian_guest: Any) ->
     assert f"klhelper: {klhelper.NOT_ENUMERATED}; not loading" in result.kernel_log
     assert session.run(["test", "-e", "/sys/module/klhelper"], timeout=30).rc != 0
     print(result.describe(), f"(build {took:.0f}s)")
+
+
+class StatusOnly:
+    def __init__(self, text: str) -> None:
+        self.text_ = text
+
+    def run(self, argv: Any, *, timeout: float | None = None, stdin: bytes | None = None, check: bool = False) -> Any:
+        class R:
+            def text(inner) -> str:
+                return self.text_
+        return R()
+
+    def upload(self, data: bytes, remote_path: str, *, mode: int = 0o755) -> None:
+        raise AssertionError("no upload")
+
+
+def test_timings_read_the_backup_and_every_restore_from_status() -> None:
+    status = ("cpuid.19: eax=0x7 ebx=0x15 ecx=0x0\nbackup: ok=1 fault=0 cpu=0 cycles=201953 polls=1 "
+              "status_before=0x0 status=0x1 copy_status=0x1 (at load)\nrestore: none\nevents:\n"
+              "online cpu2: restore ok=1 fault=0 cycles=30144 polls=1 status=0x1\n"
+              "resume cpu0: IWKey not restored (restore=0)\n")
+    got = klhelper.timings(StatusOnly(status))
+    assert got["backup_cycles"] == 201953 and got["backup_ok"] is True
+    assert got["restores"] == [{"when": "online", "cpu": "cpu2", "ok": True, "cycles": 30144}]
+    assert got["events"] == ["online cpu2: restore ok=1 fault=0 cycles=30144 polls=1 status=0x1",
+                             "resume cpu0: IWKey not restored (restore=0)"]
+
+
+def test_the_source_archive_is_the_same_bytes_every_time() -> None:
+    # It keys the cache of the module built on the host: a timestamp in it rebuilt the module per boot.
+    assert klhelper.source_archive() == klhelper.source_archive()

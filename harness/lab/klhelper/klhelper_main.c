@@ -16,7 +16,12 @@
  *     (CR4.KL set on any CPU, AESKLE=1, X86_FEATURE_KEYLOCKER, or an AES-KL
  *     crypto driver registered)
  *   - otherwise: CR4.KL on every online CPU, and (initial_key=1) one
- *     software-random IWKey loaded on every CPU, as the Linux KL series does.
+ *     software-random IWKey loaded on every CPU and backed up to the platform,
+ *     as the Linux KL series does.
+ * Then, as that series does too (restore=1): a CPU that comes online (vCPU
+ * hot-plug, the other CPUs after resume) gets CR4.KL and its IWKey from the
+ * platform backup, and so does the boot CPU at resume from S3 (syscore ops),
+ * because a CPU loses its IWKey there.  restore=0 leaves them without it.
  *
  * Interface, /sys/kernel/debug/klhelper/ (root only; see README.md):
  *   iwkey            w: "<96 hex> [nobackup] [keysource=0|1]" | "swrandom [nobackup]" | "random [nobackup]"
@@ -49,7 +54,9 @@
 #include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/random.h>
+#include <linux/spinlock.h>
 #include <linux/string.h>
+#include <linux/syscore_ops.h>
 #include <linux/uaccess.h>
 #include <linux/workqueue.h>
 
@@ -89,7 +96,12 @@ MODULE_PARM_DESC(probe_only, "change nothing; offer only the ring0 checks and st
 
 static bool initial_key = true;
 module_param(initial_key, bool, 0444);
-MODULE_PARM_DESC(initial_key, "load a software-random IWKey on every CPU at load time (default 1)");
+MODULE_PARM_DESC(initial_key, "load a software-random IWKey on every CPU at load time and back it up (default 1)");
+
+static bool restore = true;
+module_param(restore, bool, 0444);
+MODULE_PARM_DESC(restore, "restore the IWKey from the platform backup on CPUs that come online and at resume "
+		 "(default 1, as the Linux KL series; 0 leaves such CPUs without it)");
 
 struct klh_copy {
 	int ok;
@@ -116,9 +128,18 @@ static struct {
 	char last_backup[KLH_RESULT_SIZE];
 	char last_restore[KLH_RESULT_SIZE];
 	char last_bench[KLH_RESULT_SIZE];
+	/* CPUs that came online and the last resume: written from hot-plug and syscore callbacks,
+	 * which must not take klh.lock (its holders take cpus_read_lock), hence a spinlock. */
+	spinlock_t events_lock;
+	char last_events[KLH_RESULT_SIZE];
+	size_t events_used;
+	int cpuhp_state;
+	bool syscore_registered;
 } klh = {
 	.lock = __MUTEX_INITIALIZER(klh.lock),
 	.key_origin = "none",
+	.events_lock = __SPIN_LOCK_UNLOCKED(klh.events_lock),
+	.cpuhp_state = -1,
 };
 
 static u32 klh_eax(bool nobackup, unsigned int keysource)
@@ -246,6 +267,66 @@ static long klh_cpu_bench(void *arg)
 	b->cycles = klh_loadiwkey_loop(b->key, b->eax, b->iters, KLH_BENCH_BATCH, &b->failures);
 	return b->failures ? -EIO : 0;
 }
+
+/* ---- CPUs that come online, and resume -------------------------------------------------- */
+
+static void klh_event(const char *fmt, ...) __printf(1, 2);
+static void klh_event(const char *fmt, ...)
+{
+	unsigned long flags;
+	va_list ap;
+
+	spin_lock_irqsave(&klh.events_lock, flags);
+	if (klh.events_used > KLH_RESULT_SIZE - 160)
+		klh.events_used = 0; /* keep the newest lines */
+	va_start(ap, fmt);
+	klh.events_used += vscnprintf(klh.last_events + klh.events_used, KLH_RESULT_SIZE - klh.events_used, fmt, ap);
+	va_end(ap);
+	spin_unlock_irqrestore(&klh.events_lock, flags);
+}
+
+/* Restore this CPU's IWKey from the platform backup (IA32_COPY_PLATFORM_TO_LOCAL), and say how it went. */
+static void klh_restore_here(const char *why)
+{
+	struct klh_copy c = {};
+
+	if (!restore || !(klh.l19_ebx & KLH_L19_EBX_BACKUP)) {
+		klh_event("%s cpu%u: IWKey not restored (%s)\n", why, smp_processor_id(),
+			  restore ? "no backup MSRs" : "restore=0");
+		return;
+	}
+	klh_cpu_restore(&c);
+	klh_event("%s cpu%u: restore ok=%d fault=%d cycles=%llu polls=%lu status=%#llx\n", why, c.cpu, c.ok, c.fault,
+		  c.cycles, c.polls, c.status);
+}
+
+/* cpuhp startup callback, on the CPU that comes online (vCPU hot-plug, or an AP after resume). */
+static int klh_cpu_online(unsigned int cpu)
+{
+	unsigned long flags;
+	int err;
+
+	local_irq_save(flags);
+	err = klh_write_cr4_safe(cr4_read_shadow() | KLH_CR4_KL);
+	if (!err)
+		cr4_set_bits_irqsoff(KLH_CR4_KL);
+	local_irq_restore(flags);
+	if (err) {
+		klh_event("online cpu%u: setting CR4.KL faulted\n", cpu);
+		return 0; /* the CPU comes up anyway, without Key Locker */
+	}
+	cpumask_set_cpu(cpu, &klh.cr4_set); /* cleared again on unload */
+	klh_restore_here("online");
+	return 0;
+}
+
+/* The boot CPU at resume from S3/S4: CR4 came back with the kernel's saved state, the IWKey did not. */
+static void klh_resume(void)
+{
+	klh_restore_here("resume");
+}
+
+static struct syscore_ops klh_syscore_ops = { .resume = klh_resume };
 
 /* ---- operations on every CPU (klh.lock held) ------------------------------------------- */
 
@@ -577,6 +658,9 @@ static ssize_t klh_status_read(struct file *f, char __user *ubuf, size_t count, 
 	used += scnprintf(out + used, size - used, "restore: %s", klh.last_restore[0] ? klh.last_restore : "none\n");
 	used += scnprintf(out + used, size - used, "loadiwkey_bench: %s",
 			  klh.last_bench[0] ? klh.last_bench : "none\n");
+	spin_lock_irq(&klh.events_lock);
+	used += scnprintf(out + used, size - used, "events:\n%s", klh.last_events);
+	spin_unlock_irq(&klh.events_lock);
 	mutex_unlock(&klh.lock);
 	ret = simple_read_from_buffer(ubuf, count, ppos, out, used);
 	kfree(out);
@@ -654,12 +738,31 @@ static int __init klh_init(void)
 	if (initial_key) {
 		mutex_lock(&klh.lock);
 		err = klh_load_swrandom(false);
+		if (!err && (klh.l19_ebx & KLH_L19_EBX_BACKUP)) {
+			struct klh_copy c = {};
+
+			cpus_read_lock();
+			work_on_cpu(cpumask_first(cpu_online_mask), klh_cpu_backup, &c);
+			cpus_read_unlock();
+			snprintf(klh.last_backup, sizeof(klh.last_backup), "ok=%d fault=%d cpu=%u cycles=%llu polls=%lu "
+				 "status_before=%#llx status=%#llx copy_status=%#llx (at load)\n", c.ok, c.fault, c.cpu,
+				 c.cycles, c.polls, c.status_before, c.status, c.copy_status);
+		}
 		mutex_unlock(&klh.lock);
 		if (err) {
 			pr_err("loading a software-random IWKey failed (%d)\n", err);
 			goto undo;
 		}
 	}
+	/* CPUs that come online later: CR4.KL and the IWKey (the CPUs online now already have both). */
+	err = cpuhp_setup_state_nocalls(CPUHP_AP_ONLINE_DYN, "klhelper:online", klh_cpu_online, NULL);
+	if (err < 0) {
+		pr_err("cannot register the CPU hot-plug callback (%d)\n", err);
+		goto undo;
+	}
+	klh.cpuhp_state = err;
+	register_syscore_ops(&klh_syscore_ops);
+	klh.syscore_registered = true;
 	klh.dir = debugfs_create_dir("klhelper", NULL);
 	if (IS_ERR_OR_NULL(klh.dir)) {
 		pr_warn("debugfs unavailable (%ld): Key Locker is enabled but there is no interface\n",
@@ -685,6 +788,10 @@ undo:
 
 static void __exit klh_exit(void)
 {
+	if (klh.syscore_registered)
+		unregister_syscore_ops(&klh_syscore_ops);
+	if (klh.cpuhp_state >= 0)
+		cpuhp_remove_state_nocalls(klh.cpuhp_state);
 	debugfs_remove_recursive(klh.dir);
 	mutex_lock(&klh.lock);
 	klh_disable_all();
