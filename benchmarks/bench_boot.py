@@ -67,7 +67,7 @@ def qemu_argv(art: ImageArtifact, args: argparse.Namespace, port: int, console: 
     if args.append:
         cmdline += " " + args.append
     argv = [
-        "qemu-system-x86_64", "-accel", args.accel, "-M", args.machine, "-cpu", args.cpu, "-m", str(args.memory),
+        args.qemu, "-accel", args.accel, "-M", args.machine, "-cpu", args.cpu, "-m", str(args.memory),
         "-smp", "1", "-nodefaults", "-no-user-config", "-display", "none",
         "-serial", f"file:{console}",
         "-kernel", str(art.kernel_bzimage if args.bzimage else art.kernel), "-initrd", str(art.initrd),
@@ -165,6 +165,8 @@ def main() -> int:
     ap.add_argument("--bzimage", action="store_true", help="boot the compressed bzImage instead of vmlinux")
     ap.add_argument("--append", default="", help="extra kernel command line")
     ap.add_argument("--qemu-arg", action="append", default=[], help="extra QEMU argument (repeatable)")
+    ap.add_argument("--qemu", default="qemu-system-x86_64", help="QEMU binary (the qemu-kl build: "
+                    "$(klharness vmm status --json | jq -r .binary))")
     ap.add_argument("--timeout", type=float, default=60.0)
     ap.add_argument("--json", type=Path, help="also write the raw runs here")
     ap.add_argument("--keep", type=Path, help="keep console and QEMU logs in this directory")

@@ -18,7 +18,7 @@ from typing import Any
 from harness.errors import GuestError, ProbeOutputError, SSHError
 from harness.images.artifact import FWCFG_AUTHORIZED_KEY, FWCFG_KLEMU_CONF, ImageArtifact
 from harness.kl import emuconfig
-from harness.kl.observations import Observation, ProbeDocument, parse_probe_output
+from harness.kl.observations import Observation, ProbeDocument, parse_probe_output, with_vmm_provenance
 from harness.matrix import GuestPlan
 from harness.ssh import KeyPair, Session
 from harness.timeouts import Timeouts
@@ -69,6 +69,7 @@ class ProbeGuest:
     timings: dict[str, float] = field(default_factory=dict)
     helper: str | None = None  # what loading klhelper did, when the plan asks for it
     helper_loaded: bool = False
+    helper_timings: dict[str, Any] = field(default_factory=dict)  # IWKey backup/restore cycles (klhelper)
 
     @property
     def name(self) -> str:
@@ -103,11 +104,23 @@ class ProbeGuest:
         self.helper_loaded = result.loaded
         if not result.loaded:
             log.warning("guest %s: %s", self.name, result.describe())
+            return
+        self.helper_timings = {**klhelper.timings(session), "clock": self.cycle_clock()}
+
+    def cycle_clock(self) -> str:
+        """What klhelper's cycle counts are cycles of: silicon's TSC, or a VMM's emulation of it."""
+        if self.plan.vmm == "qemu-kl":
+            return "the vCPU's TSC under qemu-kl's TCG (host time scaled: not silicon cycles)"
+        return f"the TSC of the CPU that ran it ({self.guest.accel.accel})"
 
     def _session(self) -> Session:
         if self.session is None or not self.session.alive:
             return self.connect()
         return self.session
+
+    def shell(self) -> Session:
+        """The guest's SSH session, connected if it is not (never a needless reconnect)."""
+        return self._session()
 
     def probe(self, *args: str, timing: bool = True) -> ProbeRun:
         """Run ``klprobe run`` (or another probe command) and parse its document."""
@@ -123,6 +136,8 @@ class ProbeGuest:
         if res.rc not in (0, 1):
             raise ProbeOutputError(f"guest {self.name}: {res.describe()}")
         doc = parse_probe_output(res.stdout, f"guest {self.name}")
+        if self.plan.vmm == "qemu-kl":
+            doc = with_vmm_provenance(doc)
         return ProbeRun(doc, res.text(), took)
 
     def handle_save(self) -> bytes:

@@ -42,7 +42,8 @@ def place(plans: list[GuestPlan], hosts: list[HostCapability], config: Config) -
     host_of: dict[str, str] = {}
     unplaced: dict[str, str] = {}
     for p in sorted(plans, key=lambda p: (-weight(p, config), p.name)):
-        needs_native = p.backend == "native" and p.spec.kl.enabled
+        # qemu-kl guests execute Key Locker in the VMM: any host that has qemu-kl built will do
+        needs_native = p.backend == "native" and p.spec.kl.enabled and p.vmm == "system"
         candidates = [h for h in hosts if h.native_kl or not needs_native]
         if not candidates:
             unplaced[p.name] = ("no host in hosts: can run native Key Locker cells (klharness host-check on each "

@@ -60,7 +60,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "kl_guests(**filters): run only on guests whose plan matches "
-                            "(kl=True/False, leaf19_zero=True, refused=True)")
+                            "(kl=True/False, leaf19_zero=True, refused=True, kl_usable=, ring0=, vmm=NAME)")
     config.addinivalue_line("markers", "lifecycle: destructive lifecycle test on a dedicated guest")
     config.addinivalue_line("markers", "native_only: needs real Key Locker (never satisfied by emulation)")
     config.addinivalue_line("markers", "lab: needs lab hardware or a ring-0 helper")
@@ -103,7 +103,10 @@ def _select(session: KlSession, filters: dict[str, Any]) -> list[str]:
     out = []
     for name, p in session.plans.items():
         facts = {"kl": p.config.kl.enabled, "leaf19_zero": p.config.kl.leaf19_present_zero,
-                 "refused": p.refused is not None, "kl_usable": p.config.kl.enabled and p.config.kl.aeskle}
+                 "refused": p.refused is not None, "kl_usable": p.config.kl.enabled and p.config.kl.aeskle,
+                 # klhelper's ring-0 checks can run: a VMM that executes KL (setting CR4.KL on Debian's
+                 # QEMU 7.2 hangs the vCPU instead of #GP), or a guest that loads the helper anyway (lab)
+                 "ring0": p.vmm == "qemu-kl" or p.helper, "vmm": p.vmm}
         if all(facts[k] == v for k, v in filters.items()):
             out.append(name)
     return out

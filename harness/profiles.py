@@ -11,12 +11,13 @@ patched stacks without touching code.
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.config import fields as f
-from harness.config.model import LIFECYCLE_EVENTS, Config
+from harness.config.model import LIFECYCLE_EVENTS, Config, GuestConfig
 from harness.config.yamlpos import Located, load_yaml
 from harness.errors import ConfigError
 from harness.kl.checks import all_known_check_ids
@@ -28,15 +29,28 @@ HANDLE_OUTCOMES = ("valid", "invalid", "refused", "skip")
 HIDEABLE_BITS = ("nobackup", "random_keysource")
 
 
+# Guest properties a lifecycle expectation may depend on: the profile gives the event's
+# expectation, and one of its own for guests that have the property (the first that applies wins).
+GUEST_CONDITIONS: dict[str, Callable[[GuestConfig], bool]] = {
+    "random_keysource": lambda g: g.kl.random_keysource,
+    "migration_blocker": lambda g: g.kl.migration_blocker,
+    # klhelper loaded with restore=0: nothing restores the IWKey on a new or resumed CPU
+    "no_helper_restore": lambda g: "restore=0" in g.helper_params,
+}
+
+
 @dataclass(frozen=True)
 class LifecycleExpectation:
     handle: str   # valid | invalid | refused | skip
     source: str
     reason: str = ""  # for skip/refused: why
-    random_keysource: LifecycleExpectation | None = None  # override for guests with a random KeySource
+    overrides: tuple[tuple[str, LifecycleExpectation], ...] = ()  # (condition, expectation), see GUEST_CONDITIONS
 
-    def for_guest(self, random_keysource: bool) -> LifecycleExpectation:
-        return self.random_keysource if random_keysource and self.random_keysource else self
+    def for_guest(self, guest: GuestConfig) -> LifecycleExpectation:
+        for condition, expectation in self.overrides:
+            if GUEST_CONDITIONS[condition](guest):
+                return expectation
+        return self
 
 
 @dataclass(frozen=True)
@@ -46,7 +60,7 @@ class Profile:
     description: str
     kl_exposure: str            # possible | impossible
     impossible_reason: str
-    provenance: str             # emulated | native: what KL-on results must be
+    provenance: str             # emulated | native | vmm: what KL-on results must be
     host_uses_kl: str           # refuse | allow
     hidden_bits: tuple[str, ...]
     random_keysource: str       # forbid | allow
@@ -65,7 +79,8 @@ PROFILE_SETTINGS = (
     f.Setting("description", f.string, "", "what stack this profile describes"),
     f.Setting("kl_exposure", f.choice("possible", "impossible"), "possible", "can KL reach a guest at all"),
     f.Setting("impossible_reason", f.string, "", "why not (the skip reason of KL-on cells)"),
-    f.Setting("provenance", f.choice("emulated", "native"), "emulated", "provenance KL results must have"),
+    f.Setting("provenance", f.choice("emulated", "native", "vmm"), "emulated",
+              "provenance KL results must have (vmm: executed by qemu-kl, never silicon)"),
     f.Setting("host_uses_kl", f.choice("refuse", "allow"), "refuse", "VMM answer when the host kernel uses KL"),
     f.Setting("hidden_bits", f.string_list(HIDEABLE_BITS), HIDEABLE_BITS, "leaf 0x19 ECX bits never shown"),
     f.Setting("random_keysource", f.choice("forbid", "allow"), "forbid", "may a config expose random KeySource"),
@@ -79,11 +94,17 @@ RULE_SETTINGS = (
     f.Setting("all_facts", f.boolean, False, "every reported fact must be true"),
     f.Setting("source", f.string, None, "where this expectation comes from", required=True),
 )
-EVENT_SETTINGS = (
+OUTCOME_SETTINGS = (
     f.Setting("handle", f.choice(*HANDLE_OUTCOMES), None, "valid, invalid, refused or skip", required=True),
     f.Setting("source", f.string, None, "where this expectation comes from", required=True),
     f.Setting("reason", f.string, "", "why (for skip or refused)"),
+)
+EVENT_SETTINGS = (
+    *OUTCOME_SETTINGS,
     f.Setting("random_keysource", lambda v: v, None, "the expectation for guests with a random KeySource"),
+    f.Setting("migration_blocker", lambda v: v, None, "the expectation for guests with kl.migration_blocker"),
+    f.Setting("no_helper_restore", lambda v: v, None,
+              "the expectation for guests whose klhelper does not restore the IWKey (helper params restore=0)"),
 )
 
 
@@ -147,12 +168,12 @@ def _lifecycle(doc: Located, raw: Any) -> dict[str, LifecycleExpectation]:
         if event not in LIFECYCLE_EVENTS:
             raise doc.error(("lifecycle", event), f"unknown event (known: {', '.join(LIFECYCLE_EVENTS)})")
         e = f.parse_section(doc, ("lifecycle", event), item, EVENT_SETTINGS)
-        rnd = None
-        if e["random_keysource"] is not None:
-            r = f.parse_section(doc, ("lifecycle", event, "random_keysource"), e["random_keysource"],
-                                EVENT_SETTINGS[:3])
-            rnd = LifecycleExpectation(r["handle"], r["source"], r["reason"])
-        out[event] = LifecycleExpectation(e["handle"], e["source"], e["reason"], rnd)
+        overrides = []
+        for condition in GUEST_CONDITIONS:
+            if e[condition] is not None:
+                r = f.parse_section(doc, ("lifecycle", event, condition), e[condition], OUTCOME_SETTINGS)
+                overrides.append((condition, LifecycleExpectation(r["handle"], r["source"], r["reason"])))
+        out[event] = LifecycleExpectation(e["handle"], e["source"], e["reason"], tuple(overrides))
     return out
 
 

@@ -273,6 +273,7 @@ class KlSession:
         self.recorder.set_guest(name, plan=pg.plan.name, domain=pg.name, backend=pg.plan.backend, host=host,
                                 spec_key=pg.guest.meta.spec_key, accel=pg.guest.accel.accel,
                                 image=pg.image.key, timings=_rounded(pg.timings), helper=pg.helper,
+                                helper_timings=pg.helper_timings, vmm=pg.plan.vmm,
                                 artifacts=str(self.results / "guests" / name))
 
     def _write_artifact(self, guest: str, filename: str, text: str) -> None:

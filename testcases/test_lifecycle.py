@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from harness import events
+from harness import events, klhelper
 from harness.errors import CapabilityError, MigrationRefused
 from harness.guestrun import ProbeGuest
 from harness.profiles import Profile
@@ -21,7 +21,7 @@ from harness.profiles import Profile
 @pytest.mark.kl_guests(kl=True, kl_usable=True, refused=False)
 def test_handle_across_event(kl_event: str, kl_profile: Profile, kl_fresh_guest: ProbeGuest,
                              kl_record: dict[str, Any]) -> None:
-    want = kl_profile.lifecycle[kl_event].for_guest(kl_fresh_guest.plan.config.kl.random_keysource)
+    want = kl_profile.lifecycle[kl_event].for_guest(kl_fresh_guest.plan.config)
     kl_record.update(expectation={"handle": want.handle}, source=want.source)
     if want.handle == "skip":
         pytest.skip(want.reason)
@@ -40,6 +40,9 @@ def test_handle_across_event(kl_event: str, kl_profile: Profile, kl_fresh_guest:
     kl_record.update(observation={"handle_valid": check.facts["handle_valid"], "same_boot": check.facts["same_boot"],
                                   "zf": check.zf, "signal": check.signal}, provenance=check.provenance,
                      timings={k: round(v, 3) for k, v in took.items()})
+    if kl_fresh_guest.helper_loaded:
+        # klhelper's IWKey restores on resumed or new CPUs, with the cycle counts and their clock.
+        kl_record.update(helper={**klhelper.timings(kl_fresh_guest.shell()), "clock": kl_fresh_guest.cycle_clock()})
     if want.handle == "refused":
         pytest.fail(f"{kl_event} was expected to be refused by the stack, but it completed")
     assert check.signal is None, f"handle check raised {check.signal}"

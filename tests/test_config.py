@@ -75,3 +75,14 @@ def test_lab_knobs(tmp_path: Path) -> None:
     assert g.helper and g.helper_params == ("force=1",)
     assert c.image_options == {"debian": {"kernel_package": "linux-image-6.9.0-kl-amd64"}}
     assert plan(c)[0].spec.extra_cmdline == "keylocker.force=1"
+
+
+def test_the_lab_and_qemu_kl_matrices_ask_the_same_questions() -> None:
+    """configs/lab-tigerlake.yaml and configs/qemu-kl.yaml differ only in run: (host, VMM, profile)."""
+    import dataclasses
+
+    lab, vmm = load_config(REPO / "configs/lab-tigerlake.yaml"), load_config(REPO / "configs/qemu-kl.yaml")
+    assert [dataclasses.replace(g, line=0) for g in lab.guests] == [dataclasses.replace(g, line=0) for g in vmm.guests]
+    assert (lab.lifecycle, lab.timeouts, lab.hosts) == (vmm.lifecycle, vmm.timeouts, vmm.hosts)
+    assert (lab.run.vmm, lab.run.profile, lab.run.accel) == ("system", "kvm-kl-rfc", "kvm")
+    assert (vmm.run.vmm, vmm.run.profile, vmm.run.accel) == ("qemu-kl", "qemu-kl", "tcg")

@@ -90,3 +90,20 @@ def test_malformed_probe_output_corpus(name: str) -> None:
         parse_probe_output((BAD_PROBE / name).read_bytes(), f"corpus/{name}")
     assert str(err.value).startswith(f"corpus/{name}: ")
     assert BAD_EXPECTED[name] in str(err.value)
+
+
+def test_a_vmm_guests_native_results_are_relabelled_vmm_and_nothing_else(sample_document: dict[str, object]) -> None:
+    import json
+    from dataclasses import replace
+
+    from harness.kl.observations import parse_probe_output, with_vmm_provenance
+
+    doc = parse_probe_output(json.dumps(sample_document), "sample")
+    native = replace(doc, backend="native", backend_reason="CPUID KL and AESKLE set",
+                     observations=tuple(replace(o, provenance="native") for o in doc.observations[:3])
+                     + tuple(replace(o, provenance="absent") for o in doc.observations[3:5]))
+    got = with_vmm_provenance(native)
+    assert got.backend == "vmm" and got.backend_reason.endswith("executed by the VMM (qemu-kl), not silicon")
+    assert [o.provenance for o in got.observations] == ["vmm"] * 3 + ["absent"] * 2
+    absent = with_vmm_provenance(replace(native, backend="absent"))
+    assert absent.backend == "absent" and absent.backend_reason == "CPUID KL and AESKLE set"

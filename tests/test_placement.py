@@ -72,3 +72,14 @@ guests:
     assert {g["host"] for g in record["guests"].values()} == {"local", "peer"}
     assert record["status"] == "complete" and "peer" in record["other_hosts"]
     assert list(record["staged_images"]) == ["peer/mini"]  # boot files went through the peer's storage pool
+
+
+def test_qemu_kl_guests_need_no_native_host() -> None:
+    from harness.config.model import Config, GuestConfig, KlConfig, RunSettings
+    from harness.matrix import plan
+    from harness.placement import HostCapability, place
+
+    g = GuestConfig(name="q", kl=KlConfig(enabled=True), vmm="qemu-kl")
+    config = Config("x", RunSettings(), (g,))
+    result = place(plan(config), [HostCapability("a", False), HostCapability("b", False)], config)
+    assert result.host_of == {"q": "a"} and result.unplaced == {}

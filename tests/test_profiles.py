@@ -72,3 +72,25 @@ def test_bad_profile(path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_profile(path)
     assert f":{m.group(1)}: " in str(err.value) and m.group(2) in str(err.value), str(err.value)
+
+
+def test_a_lifecycle_expectation_can_depend_on_the_guest() -> None:
+    from harness.config.model import GuestConfig, KlConfig
+
+    p = load_profile("qemu-kl")
+    plain = GuestConfig(name="a", kl=KlConfig(enabled=True))
+    blocked = GuestConfig(name="b", kl=KlConfig(enabled=True, migration_blocker=True), vmm="qemu-kl")
+    no_restore = GuestConfig(name="c", kl=KlConfig(enabled=True), helper_params=("restore=0",))
+    assert p.lifecycle["migrate"].for_guest(plain).handle == "valid"
+    assert p.lifecycle["migrate"].for_guest(blocked).handle == "refused"
+    assert p.lifecycle["vcpu-hotplug"].for_guest(no_restore).handle == "invalid"
+    assert p.lifecycle["vcpu-hotplug"].for_guest(plain).handle == "valid"
+    assert p.provenance == "vmm" and p.hidden_bits == ()
+
+
+def test_an_override_is_checked_like_its_event(tmp_path: Path) -> None:
+    bad = tmp_path / "x.yaml"
+    bad.write_text("name: x\nlifecycle:\n  migrate:\n    handle: valid\n    source: s\n"
+                   "    migration_blocker: {handle: sometimes, source: t}\n")
+    with pytest.raises(ConfigError, match=r"x.yaml:6: lifecycle.migrate.migration_blocker.handle: 'sometimes'"):
+        load_profile(bad)

@@ -98,7 +98,8 @@ def test_a_kl_off_cpu_hides_leaf_0x19_and_passes_acrns_hidden_list(qkl_hidden: P
 
 def test_every_probe_check_passes_on_the_vmm(qkl: ProbeGuest) -> None:
     doc = qkl.probe(timing=False).document
-    assert doc.backend == "native" and doc.kl_usable
+    assert doc.backend == "vmm" and doc.kl_usable  # the probe's native path, executed by qemu-kl
+    assert {o.provenance for o in doc.observations} == {"vmm"}
     failed = [(v.check_id, v.reasons) for v in judge_all(doc.observations) if not v.passed]
     assert failed == [] and len(doc.observations) >= 45
 

@@ -619,3 +619,23 @@ def test_nightly_script_compares_keeps_n_runs_and_fails_only_on_regressions(tmp_
     assert (results / "history.html").exists() and "REGRESSED" not in (results / "history.txt").read_text()
     broken_run = night(None)
     assert broken_run.returncode == 3 and "wrote no run record" in broken_run.stderr
+
+
+def test_the_stacks_table_puts_three_profiles_beside_what_a_run_saw() -> None:
+    from harness.profiles import load_profile
+    from harness.report import stacks
+
+    record = {"profile": "qemu-kl", "tests": [
+        {"guest": "kl-full", "event": "migrate", "outcome": "passed", "observation": {"handle_valid": True}},
+        {"guest": "kl-blocked", "event": "migrate", "outcome": "passed", "observation": {"refused": "blocker"}},
+        {"guest": "kl-full", "event": "reboot", "outcome": "failed", "observation": {"handle_valid": True}},
+        {"guest": "kl-full", "check": "x", "outcome": "passed"}]}
+    profiles = {s: load_profile(s) for s in stacks.STACKS}
+    rows = {r[0]: r for r in stacks.table(profiles, [record])}
+    assert rows["event"] == ["event", "emulated (profile)", "qemu-kl (profile)", "kvm-kl-rfc (profile)", "observed"]
+    assert rows["migrate"] == ["migrate", "valid", "valid; migration blocker: refused", "refused",
+                               "qemu-kl:kl-full=valid, qemu-kl:kl-blocked=refused"]
+    assert rows["reboot"][-1] == "qemu-kl:kl-full=valid ✗"  # the profile said invalid: the run failed it
+    assert rows["suspend"][-1] == "—"
+    assert stacks.for_record({"tests": []}) is None
+    assert stacks.markdown(list(rows.values())).startswith("| event | emulated (profile) |")

@@ -76,3 +76,30 @@ def test_native_kl_feature_and_cpu_globals() -> None:
     assert GuestSpec(name="g", kl=KlExposure(enabled=True)).cpu_feature_policies() == ()
     assert GuestSpec(name="g", kl=KlExposure(leaf19_present_zero=True)).qemu_cpu_globals() == (
         "x86_64-cpu.level=0x19", "x86_64-cpu.min-level=0x19")
+
+
+def test_qemu_kl_guests_get_every_kl_property_explicit_and_no_cpu_map_feature() -> None:
+    from harness.virt.spec import GuestSpec, KlExposure
+
+    kl = KlExposure(enabled=True, wide=False, restrictions=frozenset({"cpl0"}))
+    spec = GuestSpec(name="q", vmm="qemu-kl", kl_backend="native", kl=kl, kl_migration_blocker=True,
+                     cpu_features=(("aes", "require"), ("keylocker-backup", "disable")))
+    assert spec.qemu_cpu_globals() == tuple(f"x86_64-cpu.{p}" for p in (
+        "keylocker=on", "keylocker-aeskle=on", "keylocker-wide=off", "keylocker-backup=on", "keylocker-cpl0=on",
+        "keylocker-noencrypt=off", "keylocker-nodecrypt=off", "keylocker-nobackup=on", "keylocker-random=on",
+        "keylocker-block-migration=on", "keylocker-backup=off"))  # the cpu_features line last: it wins
+    assert spec.cpu_feature_policies() == (("aes", "require"),)  # libvirt's cpu_map knows no keylocker
+    off = GuestSpec(name="o", vmm="qemu-kl", kl_backend="native")
+    assert off.qemu_cpu_globals() == ("x86_64-cpu.keylocker=off",)
+    lab = GuestSpec(name="l", kl_backend="native", kl=kl)
+    assert ("keylocker", "require") in lab.cpu_feature_policies() and lab.qemu_cpu_globals() == ()
+
+
+def test_qemu_kl_needs_the_native_backend() -> None:
+    from harness.errors import ConfigError
+    from harness.virt.spec import GuestSpec
+
+    with pytest.raises(ConfigError, match="vmm qemu-kl executes Key Locker itself"):
+        GuestSpec(name="q", vmm="qemu-kl", kl_backend="emulated")
+    with pytest.raises(ConfigError, match="vmm 'kvm' is not one of system, qemu-kl"):
+        GuestSpec(name="q", vmm="kvm")  # type: ignore[arg-type]

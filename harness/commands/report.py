@@ -1,4 +1,4 @@
-"""``klharness report html|markdown|compare|history``: reports from run records.
+"""``klharness report html|markdown|compare|stacks|history``: reports from run records.
 
 RUN, BASE and NEW are a run directory or its ``record.json``.  ``compare``
 exits 1 only when there are regressions (passed → failing, not covered by a
@@ -41,6 +41,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                      help="results directory whose earlier runs widen the boot-time noise estimate")
     cmp.add_argument("-o", "--output", type=Path, help="also write the comparison as Markdown to this file")
     cmp.set_defaults(func=cmd_compare)
+
+    st = rsub.add_parser("stacks", help="lifecycle events across stacks: emulated, qemu-kl, kvm-kl-rfc")
+    st.add_argument("runs", type=Path, nargs="*", help="run directories whose lifecycle results to show beside them")
+    st.add_argument("--sources", action="store_true", help="also list each stack's reason per event")
+    st.set_defaults(func=cmd_stacks)
 
     hist = rsub.add_parser("history", help="the last N runs of a results directory, per test and per figure")
     hist.add_argument("directory", type=Path, help="results directory (one subdirectory per run)")
@@ -115,6 +120,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.output:
         write_atomic(args.output, text.encode())
     return EXIT_REGRESSIONS if result.failed else 0
+
+
+def cmd_stacks(args: argparse.Namespace) -> int:
+    from harness.profiles import available_profiles, load_profile
+    from harness.report import stacks
+    from harness.results.record import load_record
+
+    profiles = {s: load_profile(s) for s in stacks.STACKS if s in available_profiles()}
+    sys.stdout.write(stacks.markdown(stacks.table(profiles, [load_record(r) for r in args.runs])))
+    if args.sources:
+        sys.stdout.write("\n" + stacks.sources(profiles))
+    return 0
 
 
 def cmd_history(args: argparse.Namespace) -> int:

@@ -107,5 +107,7 @@ def run_plan(args: argparse.Namespace) -> int:
     for cell in cells(config):
         p = plans[cell.guest]
         note = f"  (refused: {p.refused})" if p.refused and cell.kind == "probe" else ""
-        print(f"{cell.id:32} {cell.kind:10} backend={p.backend:9} kl={'on' if p.spec.kl.enabled else 'off'}{note}")
+        helper = " klhelper" if p.helper else ""
+        print(f"{cell.id:32} {cell.kind:10} vmm={p.vmm:8} backend={p.backend:9} "
+              f"kl={'on' if p.spec.kl.enabled else 'off'}{helper}{note}")
     return 0

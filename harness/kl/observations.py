@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from harness.errors import ProbeOutputError
@@ -20,6 +20,9 @@ SCHEMA = "klharness.probe"
 SCHEMA_VERSION = 1
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 PROVENANCES = frozenset({"native", "emulated", "absent", "advertised-unusable", "trapped"})
+# Set by the harness, never by the probe: the probe's native path ran, but the Key Locker that
+# executed it is a VMM's emulation (qemu-kl), not silicon.  See with_vmm_provenance.
+VMM_PROVENANCE = "vmm"
 SIGNALS = frozenset({"SIGILL", "SIGSEGV", "SIGBUS", "SIGFPE", "SIGOTHER"})
 
 
@@ -287,3 +290,22 @@ def parse_probe_output(text: str | bytes, source: str = "probe output") -> Probe
         timing=_timing(timing_r) if timing_r else None,
         emulator_stats={k: stats.integer(k) for k in stats.data} if stats else None,
     )
+
+
+def with_vmm_provenance(doc: ProbeDocument) -> ProbeDocument:
+    """The document of a guest on a Key Locker VMM: every ``native`` result relabelled ``vmm``.
+
+    Why here and not in the probe: inside the guest the instructions are real; only the harness
+    knows that the CPU executing them is qemu-kl's TCG.  Results that did not execute Key Locker
+    (``absent``, ``advertised-unusable``) keep their label.
+    """
+    def relabel(p: str) -> str:
+        return VMM_PROVENANCE if p == "native" else p
+
+    timing = doc.timing
+    if timing is not None:
+        timing = replace(timing, figures={k: replace(f, provenance=relabel(f.provenance))
+                                          for k, f in timing.figures.items()})
+    reason = doc.backend_reason + ("; executed by the VMM (qemu-kl), not silicon" if doc.backend == "native" else "")
+    return replace(doc, backend=relabel(doc.backend), backend_reason=reason, timing=timing,
+                   observations=tuple(replace(o, provenance=relabel(o.provenance)) for o in doc.observations))

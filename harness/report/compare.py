@@ -135,8 +135,8 @@ class ProvenanceChange:
 
     @property
     def loud(self) -> bool:
-        """Real Key Locker lost: native before, emulated (or absent) now."""
-        return self.before == "native" and self.after != "native"
+        """Executed Key Locker lost: native (silicon) or vmm (qemu-kl) before, something else now."""
+        return self.before in ("native", "vmm") and self.after != self.before
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
-from harness.report import model, svg
+from harness.report import model, stacks, svg
 from harness.report.compare import BOOT_FLOOR_REL, BOOT_FLOOR_S, Comparison, Delta
 from harness.report.known_issues import KnownIssues
 
@@ -32,7 +32,8 @@ PROBE_JSON_BYTES = 64 * 1024
 INLINE_JSON_CHARS = 180
 LIST_LIMIT = 60  # changes listed per kind; the rest are counted
 SYMBOL = {"passed": "✓", "failed": "✗", "error": "!", "skipped": "–"}
-PROVENANCE_LETTER = {"native": "N", "emulated": "E", "absent": "A", "advertised-unusable": "U"}
+PROVENANCE_LETTER = {"native": "N", "vmm": "V", "emulated": "E", "trapped": "T", "absent": "A",
+                     "advertised-unusable": "U"}
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0 auto;max-width:1400px;
@@ -98,12 +99,24 @@ def render_html(record: model.Record, *, run_dir: Path | None = None, comparison
     ]
     if comparison is not None:
         parts.append(_changes(comparison))
-    parts += [_failures(record, tests, known), _skips(tests), _matrix(tests), _plots(record),
+    parts += [_failures(record, tests, known), _skips(tests), _matrix(tests), _stacks(record), _plots(record),
               _guests(record, tests, run_dir),
               f'<p class="small">klharness {e(__version__)} · report written {e(time.strftime("%Y-%m-%d %H:%M:%S %Z"))}'
               f" · record schema {e(record.get('schema'))} v{e(record.get('schema_version'))}</p>",
               "</body></html>"]
     return "\n".join(parts)
+
+
+def _stacks(record: model.Record) -> str:
+    rows = stacks.for_record(record)
+    if rows is None:
+        return ""
+    head, *body = rows
+    cells = "".join(f"<th>{e(h)}</th>" for h in head)
+    trs = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in body)
+    return (f"<h2>Lifecycle across stacks</h2><p class='small'>What each profile expects of a handle made before "
+            f"the event (in-guest model, the VMM, the 2021 KVM design); observed: this run.</p>"
+            f"<table><tr>{cells}</tr>{trs}</table>")
 
 
 def _header(record: model.Record, counts: Counter[str]) -> str:
@@ -144,8 +157,9 @@ def _changes(c: Comparison) -> str:
     lost = c.provenance_lost
     if lost:
         by_guest = Counter(f"{p.label.split(' · ')[0]}: {p.before} → {p.after}" for p in lost)
-        out.append(f'<div class="loud"><b>NATIVE KEY LOCKER LOST on {len(lost)} tests</b> (results now come from '
-                   "the emulator or nowhere)<ul>" + "".join(f"<li>{e(k)} ({n} tests)</li>" for k, n in by_guest.items())
+        out.append(f'<div class="loud"><b>EXECUTED KEY LOCKER LOST on {len(lost)} tests</b> (silicon or qemu-kl '
+                   "before; results now come from the emulator or nowhere)<ul>"
+                   + "".join(f"<li>{e(k)} ({n} tests)</li>" for k, n in by_guest.items())
                    + "</ul></div>")
     lists = (("Fixes (failing → passed)", c.fixes), ("New failures (new or previously skipped)", c.new_failures),
              ("New skips", c.new_skips), ("Known issues (not counted)", c.known))
@@ -269,7 +283,8 @@ def _plots(record: model.Record) -> str:
     figs = model.figures(record)
     if figs:
         legend = [("AES-NI", svg.FAMILY_COLOURS["aesni"], False), ("Key Locker", svg.FAMILY_COLOURS["kl"], False),
-                  ("not native (emulated: measures the emulator)", svg.FAMILY_COLOURS["kl"], True)]
+                  ("not silicon (emulated or vmm: measures the emulator or qemu-kl's TCG)", svg.FAMILY_COLOURS["kl"],
+                   True)]
         out.append("<h3>Probe timing: Key Locker vs AES-NI</h3><p class='small'>Median of the repetitions, whisker "
                    "p10–p90 (an arrow: cut at the axis end; hover for the numbers). One chart per unit.</p>")
         for unit in dict.fromkeys(f.unit for f in figs):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from harness.report import model
+from harness.report import model, stacks
 from harness.report.compare import Comparison, Delta, TestChange
 from harness.report.known_issues import KnownIssues
 from harness.report.svg import fmt
@@ -47,6 +47,10 @@ def render_markdown(record: model.Record, *, comparison: Comparison | None = Non
     if skipped:
         reasons = sorted({md(t.get("reason", ""), 120) for t in skipped})
         lines.append(f"Skipped {len(skipped)}: " + "; ".join(reasons[:5]) + (" …" if len(reasons) > 5 else ""))
+    rows = stacks.for_record(record)
+    if rows is not None:
+        lines += ["", "**Lifecycle across stacks** (what each profile expects of a handle; observed: this run):", "",
+                  stacks.markdown(rows)]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -54,14 +58,14 @@ def render_comparison(c: Comparison) -> str:
     """The comparison alone (also what ``klharness report compare`` prints)."""
     lines = [f"**Compared with `{c.base_run}`: "
              + (f"{len(c.regressions)} regressions" if c.regressions else "no regressions")
-             + (f", NATIVE KEY LOCKER LOST on {len(c.provenance_lost)} tests" if c.provenance_lost else "") + "**"]
+             + (f", EXECUTED KEY LOCKER LOST on {len(c.provenance_lost)} tests" if c.provenance_lost else "") + "**"]
     lines += _changes("Regressions (passed → failing)", c.regressions)
     if c.provenance_lost:
         groups: dict[str, int] = {}
         for p in c.provenance_lost:
             key = f"{p.label.split(' · ')[0]}: {p.before} → {p.after}"
             groups[key] = groups.get(key, 0) + 1
-        lines.append("- **Provenance lost** (native Key Locker → emulator or nothing): "
+        lines.append("- **Provenance lost** (silicon or VMM Key Locker → emulator or nothing): "
                      + "; ".join(f"{md(k)} ({n} tests)" for k, n in groups.items()))
     lines += _changes("Fixes (failing → passed)", c.fixes)
     lines += _changes("New failures (new or previously skipped tests)", c.new_failures)

@@ -169,10 +169,14 @@ class GuestSpec:
 
     def cpu_feature_policies(self) -> tuple[tuple[str, str], ...]:
         """The ``<feature>`` elements to emit, KL's native flag included."""
-        feats: list[tuple[str, str]] = list(self.cpu_features)
+        feats: list[tuple[str, str]] = [(n, p) for n, p in self.cpu_features if not self._qemu_kl_property(n)]
         if self.kl_backend == "native" and self.kl.enabled and self.vmm == "system":
             feats.append((self.kl_feature_name, "require"))  # a patched libvirt cpu_map (lab)
         return tuple(feats)
+
+    def _qemu_kl_property(self, feature: str) -> bool:
+        """On qemu-kl, a Key Locker feature is a QEMU CPU property libvirt's cpu_map does not know."""
+        return self.vmm == "qemu-kl" and feature.startswith("keylocker")
 
     def qemu_cpu_globals(self) -> tuple[str, ...]:
         """``x86_64-cpu.PROP=VALUE`` strings for ``-global``, leaf-0x19 shape and qemu-kl's KL included."""
@@ -181,6 +185,10 @@ class GuestSpec:
             props += ["level=0x19", "min-level=0x19"]
         if self.vmm == "qemu-kl":
             props += qemu_kl_properties(self.kl, block_migration=self.kl_migration_blocker)
+            # cpu_features naming Key Locker (a lab config's {keylocker: disable}) become properties too;
+            # they come last, so they win over the exposure's.
+            props += [f"{n}={'on' if p in ('require', 'force') else 'off'}" for n, p in self.cpu_features
+                      if self._qemu_kl_property(n)]
         return tuple(f"x86_64-cpu.{p}" for p in props)
 
 
