@@ -632,8 +632,11 @@ def test_the_stacks_table_puts_three_profiles_beside_what_a_run_saw() -> None:
         {"guest": "kl-full", "check": "x", "outcome": "passed"}]}
     profiles = {s: load_profile(s) for s in stacks.STACKS}
     rows = {r[0]: r for r in stacks.table(profiles, [record])}
-    assert rows["event"] == ["event", "emulated (profile)", "qemu-kl (profile)", "kvm-kl-rfc (profile)", "observed"]
-    assert rows["migrate"] == ["migrate", "valid", "valid; migration blocker: refused", "refused",
+    assert rows["event"] == ["event", "emulated (profile)", "emulated-random (profile)", "qemu-kl (profile)",
+                             "kvm-kl-rfc (profile)", "observed"]
+    # Where the in-guest model and the VMM disagree: a random KeySource across migration.
+    assert rows["migrate"] == ["migrate", "valid", "valid; random keysource: invalid",
+                               "valid; random keysource: valid; migration blocker: refused", "refused",
                                "qemu-kl:kl-full=valid, qemu-kl:kl-blocked=refused"]
     assert rows["reboot"][-1] == "qemu-kl:kl-full=valid ✗"  # the profile said invalid: the run failed it
     assert rows["suspend"][-1] == "—"

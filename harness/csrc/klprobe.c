@@ -241,6 +241,13 @@ static int select_backend(const struct options *o, struct selection *s)
 	p->cpu = s->hw;
 	p->kl_usable = native_ok;
 	if (native_ok) {
+		/* Whoever loaded the IWKey (a KL kernel, klhelper) chose NoBackup and KeySource; user
+		 * space cannot read them, only see them in DEST.  Every ENCODEKEY under this IWKey must
+		 * report the first one's DEST, and it may only hold NoBackup and KeySource 0 or 1. */
+		uint8_t h[48];
+		uint32_t d = 0;
+		probe_encode128(&p->be, probe_fips_c1_key, 0, h, &d);
+		p->expected_dest = (d & ~0x1fu) == 0 && (d >> 1) <= 1 ? d : UINT32_MAX;
 		p->provenance = "native";
 		s->reason = "CPUID KL and AESKLE set and ENCODEKEY128 ran";
 	} else if (hw_kl) {

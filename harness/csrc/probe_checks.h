@@ -17,7 +17,8 @@ struct probe_ctx {
 	struct probe_cpu cpu;   /* the CPU as the checks see it (virtual when emulated) */
 	int kl_usable;          /* KL bit, AESKLE and a first ENCODEKEY128 that did not fault */
 	int cpl;                /* privilege level the checks run at */
-	uint32_t expected_dest; /* ENCODEKEY DEST for the loaded IWKey (0 for a Linux-loaded key) */
+	uint32_t expected_dest; /* ENCODEKEY DEST for the loaded IWKey: the emulator's, or natively the
+				 * first ENCODEKEY's if well-formed (UINT32_MAX: it was not) */
 	struct json_writer *w;
 	int count;              /* observations written */
 };

@@ -1,10 +1,12 @@
 """Lifecycle events across stacks: what each profile says a handle does, beside what runs observed.
 
 Why: the question klharness exists for — where does a guest's IWKey live, and what survives which
-event — has three answers here: klharness's in-guest model (profile ``emulated``), a VMM that
-executes Key Locker (``qemu-kl``) and the 2021 KVM design (``kvm-kl-rfc``).  Where the model and
-the VMM disagree one of them is wrong, or the stacks really differ (then the profile source says
-why).  A run record fills the observed column of its own profile, per guest.
+event — has three answers here: klharness's in-guest model (profile ``emulated``, and
+``emulated-random`` for a hardware-random IWKey), a VMM that executes Key Locker (``qemu-kl``) and
+the 2021 KVM design (``kvm-kl-rfc``).  Where the model and the VMM disagree one of them is wrong,
+or the stacks really differ (then the profile source says why: a random IWKey follows a guest
+migrated by an emulating VMM, which holds it, but not one migrated by a VMM on silicon, which
+cannot read it).  A run record fills the observed column of its own profile, per guest.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 from harness.config.model import LIFECYCLE_EVENTS
 from harness.profiles import Profile
 
-STACKS = ("emulated", "qemu-kl", "kvm-kl-rfc")
+STACKS = ("emulated", "emulated-random", "qemu-kl", "kvm-kl-rfc")
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,11 @@ static bool initial_key = true;
 module_param(initial_key, bool, 0444);
 MODULE_PARM_DESC(initial_key, "load a software-random IWKey on every CPU at load time and back it up (default 1)");
 
+static unsigned int initial_keysource;
+module_param(initial_keysource, uint, 0444);
+MODULE_PARM_DESC(initial_keysource, "KeySource of the initial key: 0 software-random (default), 1 hardware-random "
+		 "(CPUID.(0x19,0):ECX[1]; loaded on one CPU, backed up, restored on the others)");
+
 static bool restore = true;
 module_param(restore, bool, 0444);
 MODULE_PARM_DESC(restore, "restore the IWKey from the platform backup on CPUs that come online and at resume "
@@ -737,7 +742,18 @@ static int __init klh_init(void)
 		goto undo;
 	if (initial_key) {
 		mutex_lock(&klh.lock);
-		err = klh_load_swrandom(false);
+		if (initial_keysource == 1 && (klh.l19_ecx & KLH_L19_ECX_RANDOM)) {
+			struct klh_key key;
+
+			get_random_bytes(&key, sizeof(key));
+			err = klh_load_all(&key, false, 1, "random");
+			memzero_explicit(&key, sizeof(key));
+		} else if (initial_keysource != 0) {
+			pr_err("initial_keysource=%u: only 0, or 1 where CPUID.(0x19,0):ECX[1]=1\n", initial_keysource);
+			err = -EINVAL;
+		} else {
+			err = klh_load_swrandom(false);
+		}
 		if (!err && (klh.l19_ebx & KLH_L19_EBX_BACKUP)) {
 			struct klh_copy c = {};
 
