@@ -24,6 +24,7 @@
 #include <x86intrin.h>
 
 #include "klemu.h"
+#include "bench_util.h"
 
 #define REPS 15
 #define WIDE_BLOCKS 4096 /* 64 KiB */
@@ -36,27 +37,6 @@
 struct timing {
 	double ns, ticks; /* per operation */
 };
-
-static double now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
-	return v[n / 2];
-}
 
 /* ---- native AES-NI reference -------------------------------------------- */
 

@@ -21,31 +21,15 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
+
 #define ROUNDS 31
 #define CHAIN_OPS 100000
 #define WIDE_OPS 20000
 
 #define AESNI __attribute__((target("aes,sse4.1"), noinline))
 
-static double now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-static double pct(const double *sorted, int n, double p)
-{
-	return sorted[(int)(p * (n - 1) + 0.5)];
-}
+typedef void (*loop_fn)(void *data, int ops);
 
 /* ---- AES-NI: the key schedule and the two loops -------------------------------------------- */
 
@@ -77,8 +61,9 @@ AESNI static __m128i aesni_block(__m128i b)
 	return _mm_aesenclast_si128(b, rk[10]);
 }
 
-AESNI static void aesni_chain(uint8_t block[16], int ops)
+AESNI static void aesni_chain(void *data, int ops)
 {
+	uint8_t *block = data;
 	__m128i b = _mm_loadu_si128((const __m128i *)block);
 
 	for (int i = 0; i < ops; i++)
@@ -86,8 +71,9 @@ AESNI static void aesni_chain(uint8_t block[16], int ops)
 	_mm_storeu_si128((__m128i *)block, b);
 }
 
-AESNI static void aesni_wide(uint8_t blocks[8][16], int ops)
+AESNI static void aesni_wide(void *data, int ops)
 {
+	uint8_t(*blocks)[16] = data;
 	__m128i b[8];
 
 	for (int j = 0; j < 8; j++)
@@ -119,7 +105,7 @@ static void make_handle(const uint8_t key[16])
 			 : "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm4", "xmm5", "xmm6");
 }
 
-__attribute__((noinline)) static void kl_chain(uint8_t block[16], int ops)
+__attribute__((noinline)) static void kl_chain(void *block, int ops)
 {
 	__asm__ volatile("movdqu (%[b]), %%xmm0\n\t"
 			 "1: .byte 0xf3,0x0f,0x38,0xdc,0x07\n\t" /* aesenc128kl xmm0, [rdi] */
@@ -130,7 +116,7 @@ __attribute__((noinline)) static void kl_chain(uint8_t block[16], int ops)
 			 : "memory", "cc", "xmm0");
 }
 
-__attribute__((noinline)) static void kl_wide(uint8_t blocks[8][16], int ops)
+__attribute__((noinline)) static void kl_wide(void *blocks, int ops)
 {
 	__asm__ volatile("movdqu 0x00(%[b]), %%xmm0\n\tmovdqu 0x10(%[b]), %%xmm1\n\t"
 			 "movdqu 0x20(%[b]), %%xmm2\n\tmovdqu 0x30(%[b]), %%xmm3\n\t"
@@ -150,6 +136,21 @@ struct pair {
 	double a_ns[ROUNDS], b_ns[ROUNDS], ratio[ROUNDS];
 };
 
+/* One round: A then B (B then A in odd rounds, so drift cancels), and the ratio A/B. */
+static void time_round(struct pair *p, int r, loop_fn a, void *xa, loop_fn b, void *xb, int ops)
+{
+	int a_first = !(r & 1);
+	double t0 = now_ns(), t1, t2;
+
+	(a_first ? a : b)(a_first ? xa : xb, ops);
+	t1 = now_ns();
+	(a_first ? b : a)(a_first ? xb : xa, ops);
+	t2 = now_ns();
+	p->a_ns[r] = a_first ? t1 - t0 : t2 - t1;
+	p->b_ns[r] = a_first ? t2 - t1 : t1 - t0;
+	p->ratio[r] = p->a_ns[r] / p->b_ns[r];
+}
+
 static void report(const char *name, struct pair *p, int ops, int blocks, int last)
 {
 	double a[ROUNDS], b[ROUNDS];
@@ -161,8 +162,8 @@ static void report(const char *name, struct pair *p, int ops, int blocks, int la
 	qsort(p->ratio, ROUNDS, sizeof(double), cmp_double);
 	printf("\"%s\":{\"aesni_ns_per_block\":%.2f,\"kl_ns_per_block\":%.2f,\"ratio_median\":%.4f,"
 	       "\"ratio_p10\":%.4f,\"ratio_p90\":%.4f,\"rounds\":%d}%s",
-	       name, pct(a, ROUNDS, 0.5) / ops / blocks, pct(b, ROUNDS, 0.5) / ops / blocks, pct(p->ratio, ROUNDS, 0.5),
-	       pct(p->ratio, ROUNDS, 0.1), pct(p->ratio, ROUNDS, 0.9), ROUNDS, last ? "" : ",");
+	       name, quantile(a, ROUNDS, 0.5) / ops / blocks, quantile(b, ROUNDS, 0.5) / ops / blocks, quantile(p->ratio, ROUNDS, 0.5),
+	       quantile(p->ratio, ROUNDS, 0.1), quantile(p->ratio, ROUNDS, 0.9), ROUNDS, last ? "" : ",");
 }
 
 int main(void)
@@ -191,26 +192,8 @@ int main(void)
 	aesni_chain(x, CHAIN_OPS / 10); /* warm-up: translation, caches */
 	kl_chain(y, CHAIN_OPS / 10);
 	for (int r = 0; r < ROUNDS; r++) {
-		double t0, t1, t2;
-		int aesni_first = !(r & 1);
-
-		t0 = now_ns();
-		aesni_first ? aesni_chain(x, CHAIN_OPS) : kl_chain(y, CHAIN_OPS);
-		t1 = now_ns();
-		aesni_first ? kl_chain(y, CHAIN_OPS) : aesni_chain(x, CHAIN_OPS);
-		t2 = now_ns();
-		chain.a_ns[r] = aesni_first ? t1 - t0 : t2 - t1;
-		chain.b_ns[r] = aesni_first ? t2 - t1 : t1 - t0;
-		chain.ratio[r] = chain.a_ns[r] / chain.b_ns[r];
-
-		t0 = now_ns();
-		aesni_first ? aesni_wide(wx, WIDE_OPS) : kl_wide(wy, WIDE_OPS);
-		t1 = now_ns();
-		aesni_first ? kl_wide(wy, WIDE_OPS) : aesni_wide(wx, WIDE_OPS);
-		t2 = now_ns();
-		wide.a_ns[r] = aesni_first ? t1 - t0 : t2 - t1;
-		wide.b_ns[r] = aesni_first ? t2 - t1 : t1 - t0;
-		wide.ratio[r] = wide.a_ns[r] / wide.b_ns[r];
+		time_round(&chain, r, aesni_chain, x, kl_chain, y, CHAIN_OPS);
+		time_round(&wide, r, aesni_wide, wx, kl_wide, wy, WIDE_OPS);
 	}
 	printf("{");
 	report("chain", &chain, CHAIN_OPS, 1, 0);

@@ -26,6 +26,7 @@
 
 #include "klemu.h"
 #include "klemu_trap.h"
+#include "bench_util.h"
 
 #define REPS 15
 #define DIRECT_OPS 200000
@@ -43,27 +44,6 @@ static const char *const NAMES[LOOP_COUNT] = {"direct_aeskl", "direct_exec", "tr
 static struct klemu_ctx ctx;
 static uint8_t handle[KLEMU_HANDLE128_SIZE];
 static int errors;
-
-static double now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
-	return v[n / 2];
-}
 
 static void on_bare_sigill(int sig, siginfo_t *si, void *ucv)
 {

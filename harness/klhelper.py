@@ -125,10 +125,6 @@ def load(remote: Remote, *, params: tuple[str, ...] = (), remote_dir: str = REMO
     return LoadResult(res.ok, res.rc, out, lines, build_seconds, release)
 
 
-def unload(remote: Remote) -> None:
-    remote.run(["rmmod", "klhelper"], timeout=60)
-
-
 def install_prebuilt(remote: Remote, image: ImageArtifact, *, remote_dir: str = REMOTE_DIR) -> float:
     """Upload klhelper.ko built on this host for ``image``'s kernel; returns seconds taken (build included)."""
     from harness.images.modules import ModuleSource, module_for

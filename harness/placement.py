@@ -26,13 +26,6 @@ class Placement:
     host_of: dict[str, str]        # guest -> host name
     unplaced: dict[str, str]       # guest -> why no host can run it
 
-    def load(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for host in self.host_of.values():
-            out[host] = out.get(host, 0) + 1
-        return out
-
-
 def weight(p: GuestPlan, config: Config) -> int:
     return 1 + len(lifecycle_events(p, config))
 

@@ -25,7 +25,6 @@ from harness.errors import (
     GuestError,
     HostError,
     ImageError,
-    KlharnessError,
     VirtError,
 )
 from harness.events import NEEDS_PERSISTENT, NEEDS_SUSPEND
@@ -280,9 +279,3 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     if kls is None:
         return None
     return [f"klharness: config {kls.config.source}, profile {kls.profile.name}, uri {kls.uri}, run {kls.run_id}"]
-
-
-def as_skip_or_raise(err: KlharnessError) -> None:
-    if isinstance(err, CapabilityError):
-        pytest.skip(str(err))
-    raise err

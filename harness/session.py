@@ -16,13 +16,14 @@ import logging
 import shutil
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness import cbuild, hostfacts
 from harness.config.model import LOCAL_PEER, Config, HostConfig
-from harness.errors import CapabilityError, KlharnessError
+from harness.errors import CapabilityError, KlharnessError, VirtError
 from harness.guestrun import ProbeGuest, ProbeRun, RunContext, boot
 from harness.hostcheck import host_check
 from harness.images import build_image
@@ -33,7 +34,7 @@ from harness.placement import HostCapability, Placement, place
 from harness.profiles import Profile
 from harness.redact import redact_uri
 from harness.results.record import RunRecorder, new_run_id
-from harness.ssh import generate_keypair
+from harness.ssh import KeyPair, generate_keypair
 from harness.timeouts import from_environment
 from harness.virt.accel import choose_accel
 from harness.virt.capcache import require_stable
@@ -59,7 +60,8 @@ class KlSession:
     """Everything one run of the catalogue shares."""
 
     def __init__(self, config: Config, profile: Profile, *, uri: str | None = None, keep: str | None = None,
-                 results_root: Path | None = None, run_id: str | None = None, persist: bool = True) -> None:
+                 results_root: Path | None = None, run_id: str | None = None, persist: bool = True,
+                 host_kl_usable: Callable[[], bool] | None = None) -> None:
         self.config = config
         self.profile = profile
         self.hosts = ((HostConfig("local", uri),) if uri else config.all_hosts())
@@ -68,81 +70,88 @@ class KlSession:
         self.run_id = run_id or new_run_id()
         self.results = (results_root or Path(config.run.results)).resolve() / self.run_id
         self.timeouts = from_environment(config.timeouts)
-        self.plans: dict[str, GuestPlan] = {p.name: p for p in plan(config)}
+        # kl_backend auto means native where the host can run Key Locker: ask it only when some guest says auto.
+        usable = False
+        if any((g.kl_backend or config.run.kl_backend) == "auto" for g in config.guests):
+            usable = (host_kl_usable or functools.partial(_local_host_kl_usable, self.uri))()
+        self.plans: dict[str, GuestPlan] = {p.name: p for p in plan(config, host_kl_usable=usable)}
         self.pool: dict[str, PoolEntry] = {name: PoolEntry() for name in self.plans}
-        self._ctx: RunContext | None = None
-        self._ctx_error: BaseException | None = None
         self._ctx_lock = threading.Lock()
-        self._images: dict[str, ImageArtifact] = {}
+        self._shared_parts: tuple[KeyPair, Path] | None = None
         self._host_ctx: dict[str, RunContext] = {}
+        self._host_errors: dict[str, BaseException] = {}
+        self._host_checks: dict[str, dict[str, Any]] = {}
+        self._images: dict[str, ImageArtifact] = {}
         self._staged: dict[str, ImageArtifact] = {}
         self._placement: Placement | None = None
         self._executor = cf.ThreadPoolExecutor(max_workers=config.run.parallel, thread_name_prefix="klh-boot")
-        self.registry = RunGuests(self.run_id, keep_console=True)
         self.recorder = RunRecorder(self.results, self.run_id, {
             "config": config.source, "profile": profile.name, "profile_source": profile.source,
             "uri": redact_uri(self.uri),
         }, persist=persist)
         self.fresh_guests: list[ProbeGuest] = []
+        # Signal handlers go in now, on the main thread, before any guest boots in the background:
+        # a SIGTERM to the run then tears every guest down, pooled ones included.
+        self.registry = RunGuests(self.run_id, keep_console=True)
+        self.registry.__enter__()
 
     # -- shared infrastructure, created on first use ----------------------------------------------
 
     def context(self) -> RunContext:
-        """Connect, reap leftovers of dead runs, pick the accelerator, build the probe and the run's SSH key."""
-        with self._ctx_lock:
-            if self._ctx is not None:
-                return self._ctx
-            if self._ctx_error is not None:
-                raise self._ctx_error
-            try:
-                self._ctx = self._make_context()
-            except BaseException as err:
-                self._ctx_error = err
-                raise
-            return self._ctx
-
-    def _make_context(self) -> RunContext:
-        start = time.monotonic()
-        conn = connect_resilient(self.uri, timeout=self.timeouts.libvirt_connect)
-        local = is_local(self.uri)
-        require_stable(conn, local=local, uri=redact_uri(self.uri))  # fail fast, not 106 creation timeouts
-        reaped = reap(conn, local=local)
-        accel = choose_accel(self.config.run.accel, local=local)
-        keypair = generate_keypair(private_runtime_dir(self.run_id) / "ssh", f"klharness-{self.run_id}")
-        probe = cbuild.build("klprobe")
-        self.registry.__enter__()
-        facts = hostfacts.collect(conn)
-        facts["accel"] = {"accel": accel.accel, "reason": accel.reason}
-        facts["name"] = self.hosts[0].name
-        self.recorder.update(lambda d: d.update(host=facts, reaped=[r.describe() for r in reaped]))
-        ctx = RunContext(self.run_id, conn, keypair, self.timeouts, self.registry, probe, accel,
-                         self.results / "guests")
-        self.recorder.update(lambda d: d.setdefault("timings", {}).update(setup=time.monotonic() - start))
-        return ctx
+        """The first host's context (see :meth:`host_context`)."""
+        return self.host_context(self.hosts[0].name)
 
     def host_context(self, host: str) -> RunContext:
-        """The context for one host of ``hosts:`` (the first is :meth:`context`); same key, probe and run."""
-        first = self.context()
-        if host == self.hosts[0].name:
-            return first
+        """Connect to one host of the run, check it, reap its leftovers; every host the same way, once.
+
+        The run's SSH key, probe and registry are shared; a host that failed fails the same way again.
+        """
         with self._ctx_lock:
             if host in self._host_ctx:
                 return self._host_ctx[host]
-            cfg = next(h for h in self.hosts if h.name == host)
-            uri = run_peer(self.run_id, timeouts=self.timeouts).uri if cfg.uri == LOCAL_PEER else cfg.uri
-            conn = connect_resilient(uri, timeout=self.timeouts.libvirt_connect)
-            local = is_local(uri)
-            require_stable(conn, local=local, uri=redact_uri(uri))
-            if local:
-                reap(conn, local=True)
-            ctx = replace(first, conn=conn, accel=choose_accel(self.config.run.accel, local=local))
-            if cfg.stage_files:
-                ctx = replace(ctx, stage=functools.partial(_stage_private, conn))
-            check = host_check(conn, uri=uri)
+            if host in self._host_errors:
+                raise self._host_errors[host]
+            try:
+                self._host_ctx[host] = self._connect(next(h for h in self.hosts if h.name == host))
+            except BaseException as err:
+                self._host_errors[host] = err
+                raise
+            return self._host_ctx[host]
+
+    def _shared(self) -> tuple[KeyPair, Path]:
+        if self._shared_parts is None:
+            self._shared_parts = (generate_keypair(private_runtime_dir(self.run_id) / "ssh",
+                                                   f"klharness-{self.run_id}"), cbuild.build("klprobe"))
+        return self._shared_parts
+
+    def _connect(self, cfg: HostConfig) -> RunContext:
+        start = time.monotonic()
+        uri = run_peer(self.run_id, timeouts=self.timeouts).uri if cfg.uri == LOCAL_PEER else cfg.uri
+        conn = connect_resilient(uri, timeout=self.timeouts.libvirt_connect)
+        local = is_local(uri)
+        require_stable(conn, local=local, uri=redact_uri(uri))  # fail fast, not 106 creation timeouts
+        reaped = reap(conn, local=True) if local else []
+        accel = choose_accel(self.config.run.accel, local=local)
+        keypair, probe = self._shared()
+        facts = hostfacts.collect(conn)
+        facts["accel"] = {"accel": accel.accel, "reason": accel.reason}
+        facts["name"] = cfg.name
+        self._host_checks[cfg.name] = facts.get("host_check", {})
+        if cfg is self.hosts[0]:
+            self.recorder.update(lambda d: d.update(host=facts, reaped=[r.describe() for r in reaped]))
+        else:
             self.recorder.update(lambda d: d.setdefault("other_hosts", {}).update(
-                {host: {"uri": redact_uri(uri), "accel": ctx.accel.accel, "host_check": check}}))
-            self._host_ctx[host] = ctx
-            return ctx
+                {cfg.name: {"uri": redact_uri(uri), "accel": accel.accel, "host_check": facts.get("host_check"),
+                            "reaped": [r.describe() for r in reaped]}}))
+        stage = functools.partial(_stage_private, conn) if cfg.stage_files else None
+        ctx = RunContext(self.run_id, conn, keypair, self.timeouts, self.registry, probe, accel,
+                         self.results / "guests", stage)
+        took = time.monotonic() - start
+        self.recorder.update(lambda d: d.setdefault("timings", {}).setdefault("setup_per_host", {}).update(
+            {cfg.name: round(took, 3)}))
+        if cfg is self.hosts[0]:
+            self.recorder.update(lambda d: d.setdefault("timings", {}).update(setup=took))
+        return ctx
 
     def placement(self) -> Placement:
         """Which host boots which guest (computed once, after every host answered)."""
@@ -150,10 +159,9 @@ class KlSession:
             caps = []
             for h in self.hosts:
                 self.host_context(h.name)  # connects and checks the host once
-                snap = self.recorder.snapshot()
-                first = h is self.hosts[0]
-                report = snap["host"]["host_check"] if first else snap["other_hosts"][h.name]["host_check"]
-                caps.append(HostCapability(h.name, report["verdicts"]["native"]["possible"] is True))
+                report = self._host_checks.get(h.name, {})
+                caps.append(HostCapability(h.name, report.get("verdicts", {}).get("native", {}).get("possible")
+                                           is True))
             self._placement = place(list(self.plans.values()), caps, self.config)
             self.recorder.update(lambda d: d.update(placement=dict(self._placement.host_of),  # type: ignore[union-attr]
                                                     unplaced=dict(self._placement.unplaced)))  # type: ignore[union-attr]
@@ -284,27 +292,68 @@ class KlSession:
     # -- the end ----------------------------------------------------------------------------------
 
     def close(self, status: str) -> None:
-        """Tear down every guest (pooled and fresh), in order; record the outcome; never raise."""
-        self._executor.shutdown(wait=True, cancel_futures=True)
-        for pg in list(self.fresh_guests):
-            with contextlib.suppress(Exception):
-                self.release(pg, failed=True)
-        for entry in self.pool.values():
-            if entry.future is None or entry.future.cancelled() or not entry.future.done() \
-                    or entry.future.exception() is not None:
-                continue
-            with contextlib.suppress(Exception):
-                self.release(entry.future.result(), failed=entry.failed)
-        with contextlib.suppress(Exception):
-            self.registry.teardown_all()
-            self.registry.__exit__(None, None, None)
-        with contextlib.suppress(Exception):
-            for ctx in self._host_ctx.values():
-                if ctx.stage is not None:
-                    delete_volumes(ctx.conn, f"fw-klh-{self.run_id}-")  # fw_cfg blobs may hold secrets
-            close_run_peers(self.run_id)  # after the guests: migrated ones live on the peer
-        shutil.rmtree(private_runtime_dir(self.run_id), ignore_errors=True)
+        """Tear everything down as an ordered list of independent steps; record every failure; never raise.
+
+        Each step runs whatever the previous one did (a failed volume delete must not leave a
+        peer daemon running), and its error goes into the record as ``teardown_errors``.
+        """
+        errors: list[str] = []
+        steps: list[tuple[str, Callable[[], object]]] = [
+            ("stop background boots", lambda: self._executor.shutdown(wait=True, cancel_futures=True)),
+            *((f"release {pg.name}", functools.partial(self.release, pg, failed=True))
+              for pg in list(self.fresh_guests)),
+            *((f"release {name}", functools.partial(self.release, pg, failed=self.pool[name].failed))
+              for name, pg in _booted(self.pool).items()),
+            ("tear down the run's guests", self._teardown_registry),
+            *((f"delete staged fw_cfg blobs on {h}", functools.partial(delete_volumes, ctx.conn,
+                                                                       f"fw-klh-{self.run_id}-"))
+              for h, ctx in self._host_ctx.items() if ctx.stage is not None),  # they may hold secrets
+            ("stop the run's peer daemons", self._stop_peers),  # after the guests: migrated ones live there
+            ("remove the run's private files", functools.partial(shutil.rmtree, private_runtime_dir(self.run_id),
+                                                                 ignore_errors=True)),
+        ]
+        for what, step in steps:
+            try:
+                step()
+            except Exception as err:
+                errors.append(f"{what}: {type(err).__name__}: {err}")
+                log.error("teardown step %r failed: %s", what, err)
+        if errors:
+            self.recorder.update(lambda d: d.update(teardown_errors=errors))
         self.recorder.finish(status)
+
+    def _stop_peers(self) -> None:
+        errors = close_run_peers(self.run_id)
+        if errors:
+            raise VirtError("; ".join(errors))
+
+    def _teardown_registry(self) -> None:
+        errors = self.registry.teardown_all()
+        self.registry.__exit__(None, None, None)
+        if errors:
+            raise VirtError("; ".join(errors))
+
+
+def _booted(pool: dict[str, PoolEntry]) -> dict[str, ProbeGuest]:
+    """The pooled guests that finished booting (the others left nothing to release)."""
+    out = {}
+    for name, entry in pool.items():
+        f = entry.future
+        if f is not None and f.done() and not f.cancelled() and f.exception() is None:
+            out[name] = f.result()
+    return out
+
+
+def _local_host_kl_usable(uri: str) -> bool:
+    """Whether this host's own facts allow native Key Locker cells (for kl_backend: auto).
+
+    Read before anything boots, without libvirt: the CPU, the kernel and KVM must raise no reason.
+    A remote URI is judged by its own host-check, not this machine's: auto stays emulated there.
+    """
+    if not is_local(uri):
+        return False
+    native = host_check(None, uri=uri)["verdicts"]["native"]
+    return native["possible"] is not False and not native["reasons"]
 
 
 def _stage_private(conn: Any, path: Path, volume: str) -> Path:
@@ -320,7 +369,3 @@ def _json_or_raw(raw: str) -> Any:
         return json.loads(raw)
     except ValueError:
         return raw
-
-
-def capability_skip(err: BaseException) -> str | None:
-    return str(err) if isinstance(err, CapabilityError) else None

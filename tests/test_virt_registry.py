@@ -84,10 +84,10 @@ def test_a_signal_during_teardown_does_not_cut_it_short() -> None:
     assert log == ["b", "a"] and reg.deferred_signals == [signal.SIGTERM]
 
 
-def test_find_by_spec_key_for_pooling() -> None:
+def test_discard_forgets_a_guest() -> None:
     reg = RunGuests("r", handle_signals=False)
     g: Any = FakeGuest("a", [], key="abc")
     reg.add(g)
-    assert reg.find("abc") is g and reg.find("zzz") is None
+    assert list(reg) == [g]
     reg.discard(g)
-    assert reg.find("abc") is None
+    assert list(reg) == [] and reg.teardown_all() == []

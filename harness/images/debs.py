@@ -9,7 +9,6 @@ matches the package index, so a rebuild needs no network.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from harness import proc
 from harness.errors import CommandError, ImageError
+from harness.images.manifest import sha256_file
 from harness.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ def newest_kernel(flavour: str = "cloud-amd64") -> str:
 def fetch(pkg: Package) -> Path:
     """The cached ``.deb`` of ``pkg``, downloading it first if missing or damaged."""
     dest = debs_dir() / pkg.filename
-    if dest.is_file() and _sha256(dest) == pkg.sha256:
+    if dest.is_file() and sha256_file(dest) == pkg.sha256:
         return dest
     with tempfile.TemporaryDirectory(dir=debs_dir(), prefix=".dl-") as tmp:
         argv = ["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", str(pkg)]
@@ -173,7 +173,7 @@ def fetch(pkg: Package) -> Path:
         if not got.is_file():
             found = ", ".join(p.name for p in Path(tmp).iterdir()) or "nothing"
             raise ImageError(f"apt-get download {pkg} produced {found}, expected {pkg.filename}")
-        if _sha256(got) != pkg.sha256:
+        if sha256_file(got) != pkg.sha256:
             raise ImageError(f"downloaded {pkg.filename} does not match the SHA256 in the apt index; "
                              "run `apt-get update` and retry")
         got.replace(dest)
@@ -187,11 +187,3 @@ def extract(deb: Path, dest: Path) -> None:
         proc.run(["dpkg-deb", "-x", str(deb), str(dest)], timeout=EXTRACT_TIMEOUT)
     except CommandError as err:
         raise ImageError(f"unpacking {deb} failed (delete it to download again): {err}") from err
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -84,7 +84,10 @@ def stage_file(conn: Any, local: Path, volume: str, *, mode: int = 0o644) -> Pat
 
 
 def delete_volumes(conn: Any, prefix: str) -> list[str]:
-    """Delete the pool's volumes whose names start with ``prefix`` (a run's fw_cfg blobs)."""
+    """Delete the pool's volumes whose names start with ``prefix`` (a run's fw_cfg blobs).
+
+    Raises VirtError naming what is left: these blobs can hold the per-VM secret.
+    """
     gone = []
     try:
         pool = conn.storagePoolLookupByName(POOL_NAME)
@@ -94,7 +97,8 @@ def delete_volumes(conn: Any, prefix: str) -> list[str]:
                 vol.delete(0)
                 gone.append(vol.name())
     except libvirt.libvirtError as err:
-        log.warning("cleaning pool volumes %s*: %s", prefix, err.get_error_message())
+        raise VirtError(f"deleting the volumes {prefix}* of pool {POOL_NAME} failed after {len(gone)}: "
+                        f"{err.get_error_message()} (delete them with virsh vol-delete --pool {POOL_NAME})") from err
     return gone
 
 

@@ -21,16 +21,6 @@ def free_loopback_port() -> int:
         return int(s.getsockname()[1])
 
 
-def port_is_free(port: int) -> bool:
-    """Whether 127.0.0.1:``port`` can be bound right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
 def is_hostfwd_conflict(message: str) -> bool:
     """Whether a start failure means the forward's host port was taken."""
     return HOSTFWD_FAILURE in message

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -61,11 +61,6 @@ class RunGuests:
         with self._lock:
             if guest in self._guests:
                 self._guests.remove(guest)
-
-    def find(self, spec_key: str) -> Guest | None:
-        """A live guest booted from a spec with this key (for pooling), if any."""
-        with self._lock:
-            return next((g for g in self._guests if g.meta.spec_key == spec_key and not g.torn_down), None)
 
     def __iter__(self) -> Iterator[Guest]:
         with self._lock:

@@ -32,6 +32,7 @@ from typing import Any
 from harness import proc
 from harness.errors import BuildError, CommandError, CommandTimeout
 from harness.images.cache import entry_lock, make_readable, replace_dir
+from harness.images.manifest import sha256_file
 from harness.paths import REPO_DIR, cache_dir
 from harness.vmm import debian_source
 
@@ -153,7 +154,7 @@ def _verify(final: Path) -> QemuKl:
                          f"{NAME}`") from err
     binary = final / "bin" / BINARY
     try:
-        digest = _sha256(binary)
+        digest = sha256_file(binary)
     except OSError as err:
         raise BuildError(f"{binary}: {err.strerror}; remove {final} and run `klharness vmm build {NAME}`") from err
     if digest != data.get("sha256"):
@@ -196,7 +197,7 @@ def _build(key: str, final: Path, progress: Any) -> QemuKl:
                                             build, 120, logf))
             version = proc.run([out / "bin" / BINARY, "--version"], timeout=30).stdout.splitlines()[0]
             took = round(time.monotonic() - start, 1)
-            manifest = {"name": NAME, "key": key, "sha256": _sha256(out / "bin" / BINARY),
+            manifest = {"name": NAME, "key": key, "sha256": sha256_file(out / "bin" / BINARY),
                         "qemu_version": version.removeprefix("QEMU emulator version ").strip(),
                         "source_version": source.version, "source_note": source.note,
                         "patches": [p.name for p in patches], "configure": list(CONFIGURE_FLAGS),
@@ -247,11 +248,3 @@ def _run(argv: list[str], cwd: Path, timeout: float, logf: Any) -> None:
 def _first_lines(text: str, n: int = 6) -> str:
     lines = text.strip().splitlines()
     return "\n  ".join(lines[:1] + lines[1:][-(n - 1):])
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

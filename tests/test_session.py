@@ -1,0 +1,176 @@
+"""The run's session (harness/session.py): backend choice, signals, teardown, every host on one path.
+
+Each of the first three was a bug (issue "one run engine"): ``kl_backend: auto`` never asked the
+host and so never chose native; signal handlers were installed on the background boot thread of a
+pooled run, i.e. not at all, so a SIGTERM left its guests to the next run's reaper; one failing
+teardown step skipped the next and its error reached no record.  The last: the first host of
+``hosts:`` took a path of its own (``local-peer`` could not be first; ``stage_files`` was ignored).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import libvirt
+import pytest
+
+from harness import session as session_mod
+from harness.config.model import Config, GuestConfig, KlConfig, RunSettings
+from harness.errors import VirtError
+from harness.paths import REPO_DIR
+from harness.profiles import load_profile
+from harness.session import KlSession
+
+AUTO = Config("auto.yaml", RunSettings(kl_backend="auto"), (GuestConfig(name="g", kl=KlConfig(enabled=True)),))
+
+
+def new_session(config: Config = AUTO, **kw: Any) -> KlSession:
+    return KlSession(config, load_profile("emulated"), persist=False, **kw)
+
+
+@pytest.mark.parametrize(("usable", "backend"), [(True, "native"), (False, "emulated")])
+def test_auto_follows_the_hosts_key_locker(usable: bool, backend: str) -> None:
+    asked: list[bool] = []
+
+    def host() -> bool:
+        asked.append(True)
+        return usable
+
+    s = new_session(host_kl_usable=host)
+    try:
+        assert s.plans["g"].backend == backend and asked == [True]
+    finally:
+        s.close("complete")
+
+
+def test_auto_on_this_host_is_what_host_check_says(tmp_path: Path) -> None:
+    from harness.hostcheck import host_check
+
+    native = host_check(None)["verdicts"]["native"]
+    s = new_session()
+    try:
+        want = "native" if native["possible"] is not False and not native["reasons"] else "emulated"
+        assert s.plans["g"].backend == want
+    finally:
+        s.close("complete")
+
+
+def test_an_explicit_backend_never_asks_the_host() -> None:
+    config = Config("e.yaml", RunSettings(kl_backend="emulated"), AUTO.guests)
+    s = new_session(config, host_kl_usable=lambda: pytest.fail("the host was asked"))  # type: ignore[arg-type]
+    s.close("complete")
+
+
+def test_signal_handlers_are_in_place_from_the_start_and_restored_at_the_end() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    s = new_session(host_kl_usable=lambda: False)
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            assert signal.getsignal(sig) == s.registry._interrupt, sig  # before any guest boots
+    finally:
+        s.close("complete")
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+@dataclass
+class FakeCtx:
+    conn: Any
+    stage: Any
+
+
+def test_a_failing_teardown_step_skips_nothing_and_is_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+
+    def failing_delete(conn: Any, prefix: str) -> list[str]:
+        calls.append("delete")
+        raise VirtError("deleting the volumes fw-klh-x-* failed: pool gone")
+
+    def peers(run_id: str | None = None) -> list[str]:
+        calls.append("peers")
+        return []
+
+    monkeypatch.setattr(session_mod, "delete_volumes", failing_delete)
+    monkeypatch.setattr(session_mod, "close_run_peers", peers)
+    s = new_session(host_kl_usable=lambda: False)
+    s._host_ctx["lab1"] = FakeCtx(conn=object(), stage=object())  # type: ignore[assignment]
+    s._host_ctx["lab2"] = FakeCtx(conn=object(), stage=object())  # type: ignore[assignment]
+    s.close("complete")
+    assert calls == ["delete", "delete", "peers"]  # both hosts tried, and the peers stopped after them
+    record = s.recorder.snapshot()
+    assert record["status"] == "complete"
+    assert record["teardown_errors"] == [
+        "delete staged fw_cfg blobs on lab1: VirtError: deleting the volumes fw-klh-x-* failed: pool gone",
+        "delete staged fw_cfg blobs on lab2: VirtError: deleting the volumes fw-klh-x-* failed: pool gone"]
+
+
+# -- for real --------------------------------------------------------------------------------------
+
+def run_domains(run_id: str) -> list[str]:
+    conn = libvirt.open("qemu:///system")
+    try:
+        return [d.name() for d in conn.listAllDomains(0) if d.name().startswith(f"klh-{run_id}-")]
+    finally:
+        conn.close()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_signal_while_guests_boot_in_the_background_tears_the_run_down(sig: int, tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(REPO_DIR / "configs/ci.yaml"),
+                             "--results", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        run_id = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            records = list(tmp_path.glob("*/record.json"))
+            if records and run_domains(run_id := records[0].parent.name):
+                break
+            time.sleep(0.2)
+        assert run_id and run_domains(run_id), "no guest of the run came up to be interrupted"
+        os.kill(proc.pid, sig)
+        proc.wait(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    record = json.loads((tmp_path / run_id / "record.json").read_text())
+    assert record["status"] == "interrupted", record["status"]
+    assert run_domains(run_id) == [], "guests of the interrupted run are still defined"
+    assert not list(Path("/var/tmp/klharness").glob(f"klh-{run_id}-*")), "work directories left behind"
+    assert "teardown_errors" not in record
+
+
+PEER_FIRST = """\
+run: {kl_backend: emulated, profile: emulated}
+hosts:
+  - {name: peer, uri: local-peer, stage_files: true}
+guests:
+  - name: kl-off
+    kl: {enabled: false}
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_local_peer_first_host_with_stage_files_runs_like_any_other(tmp_path: Path) -> None:
+    config = tmp_path / "peer-first.yaml"
+    config.write_text(PEER_FIRST)
+    res = subprocess.run([sys.executable, "-m", "pytest", str(REPO_DIR / "testcases"), "-p", "no:cacheprovider",
+                          "-q", f"--kl-config={config}", f"--kl-results={tmp_path / 'results'}", "-k", "kl-off"],
+                         capture_output=True, text=True, timeout=900, cwd=REPO_DIR)
+    [path] = (tmp_path / "results").glob("*/record.json")
+    record = json.loads(path.read_text())
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert record["host"]["name"] == "peer" and record["guests"]["kl-off"]["host"] == "peer"
+    assert "peer/mini" in record.get("staged_images", {}), record.get("staged_images")
+    assert {t["outcome"] for t in record["tests"]} == {"passed"} and len(record["tests"]) >= 12
