@@ -22,7 +22,7 @@ def test_there_are_at_least_thirty_bad_configs() -> None:
 
 @pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])
 def test_bad_config_names_file_line_field_and_fix(path: Path) -> None:
-    header = path.read_text().splitlines()[0]
+    header = path.read_bytes().decode(errors="replace").splitlines()[0]
     m = EXPECT_RE.match(header)
     assert m, f"{path.name}: first line must be '# expect: LINE: MESSAGE'"
     line, message = m.groups()

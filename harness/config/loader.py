@@ -22,14 +22,24 @@ from harness.config.yamlpos import Located, PathKey, load_yaml
 from harness.timeouts import Timeouts
 
 KNOWN_IMAGES = ("mini", "debian", "cloud")
-_URI_RE = re.compile(r"^[a-z][a-z0-9+]*://[^\s]*/[a-z]*(\?\S*)?$")
+_URI_RE = re.compile(r"^([a-z][a-z0-9]*)(\+[a-z0-9]+)?://[^\s]*/[a-z]*(\?\S*)?$")
+# libvirt's hypervisor drivers a run can use, and its remote transports (libvirt.org/uri.html).
+LIBVIRT_DRIVERS = ("qemu", "test")
+LIBVIRT_TRANSPORTS = ("ssh", "libssh", "libssh2", "tcp", "tls", "unix", "ext")
+URI_FORMS = "qemu:///system, qemu+ssh://[user@]host/system, qemu+tcp://host/system, test:///default"
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
 _FEATURE_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 
 def uri(v: Any) -> str:
-    if not isinstance(v, str) or not _URI_RE.match(v):
-        raise ValueError(f"{v!r} is not a libvirt URI (e.g. qemu:///system or qemu+ssh://lab1/system)")
+    m = _URI_RE.match(v) if isinstance(v, str) else None
+    if not m:
+        raise ValueError(f"{v!r} is not a libvirt URI (accepted forms: {URI_FORMS})")
+    if m.group(1) not in LIBVIRT_DRIVERS:
+        raise ValueError(f"{v!r}: {m.group(1)!r} is not a libvirt driver klharness can use "
+                         f"({', '.join(LIBVIRT_DRIVERS)}; accepted forms: {URI_FORMS})")
+    if m.group(2) and m.group(2)[1:] not in LIBVIRT_TRANSPORTS:
+        raise ValueError(f"{v!r}: {m.group(2)[1:]!r} is not a libvirt transport ({', '.join(LIBVIRT_TRANSPORTS)})")
     return v
 
 
@@ -237,9 +247,21 @@ def _cross_checks(doc: Located, c: Config) -> None:
             raise doc.error((*where, "image"), "image 'cloud' needs images.cloud.path (a qcow2 you bring)")
         if g.lifecycle and "vcpu-hotplug" in g.lifecycle and (g.max_vcpus or g.vcpus) <= g.vcpus:
             raise doc.error((*where, "lifecycle"), "vcpu-hotplug needs max_vcpus above vcpus")
+    _check_profile_name(doc, c.run.profile)
     if "vcpu-hotplug" in c.lifecycle and not any((g.max_vcpus or g.vcpus) > g.vcpus for g in c.guests
                                                  if g.kl.enabled):
         raise doc.error(("lifecycle",), "vcpu-hotplug needs a KL guest with max_vcpus above vcpus")
+
+
+def _check_profile_name(doc: Located, name: str) -> None:
+    """run.profile must name a profile that exists (a path to a .yaml file is taken as given)."""
+    from harness.profiles import available_profiles, profile_path
+
+    if name.endswith(".yaml") or profile_path(name).exists():
+        return
+    line_path: PathKey = ("run", "profile") if ("run", "profile") in doc.lines else ("run",)
+    raise doc.error(line_path, f"{name!r} is not an expectation profile (available: "
+                    f"{', '.join(available_profiles())}; or a path to a profile .yaml)")
 
 
 def _explicit(doc: Located, path: PathKey, keys: tuple[str, ...]) -> str | None:

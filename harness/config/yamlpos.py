@@ -47,11 +47,20 @@ def format_path(path: PathKey) -> str:
 def load_yaml(path: Path, *, display: str | None = None) -> Located:
     source = display or str(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{source}: no such file (configs live in configs/; see configs/README.md)") from None
     except OSError as err:
         raise ConfigError(f"{source}: cannot read: {err.strerror}") from err
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        raise ConfigError(f"{source}:{line}: not UTF-8 text (byte {raw[err.start]:#04x} at offset {err.start}): "
+                          "a config is a YAML text file; save it as UTF-8") from None
+    if "\0" in text:
+        line = text[:text.index("\0")].count("\n") + 1
+        raise ConfigError(f"{source}:{line}: a NUL byte: this is not a text file (a config is YAML text)")
     return load_yaml_text(text, source)
 
 
