@@ -40,7 +40,7 @@ def uri(v: Any) -> str:
                          f"({', '.join(LIBVIRT_DRIVERS)}; accepted forms: {URI_FORMS})")
     if m.group(2) and m.group(2)[1:] not in LIBVIRT_TRANSPORTS:
         raise ValueError(f"{v!r}: {m.group(2)[1:]!r} is not a libvirt transport ({', '.join(LIBVIRT_TRANSPORTS)})")
-    return v
+    return str(v)
 
 
 def guest_name(v: Any) -> str:
