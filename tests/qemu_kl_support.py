@@ -45,10 +45,12 @@ def run_context(conn: Any, run_id: str) -> Iterator[RunContext]:
 
 @contextlib.contextmanager
 def qemu_kl_guest(ctx: RunContext, name: str, kl: KlConfig, *, vcpus: int = 2, max_vcpus: int | None = None,
-                  helper: bool | None = None, suffix: str = "", persistent: bool = False,
-                  suspend: bool = False) -> Iterator[ProbeGuest]:
-    """A mini guest on qemu-kl; klhelper is loaded as the run would (``helper`` overrides)."""
-    guest = GuestConfig(name=name, image="mini", vcpus=vcpus, max_vcpus=max_vcpus, kl=kl, vmm="qemu-kl")
+                  helper: bool | None = None, helper_params: tuple[str, ...] = (), suffix: str = "",
+                  persistent: bool = False, suspend: bool = False) -> Iterator[ProbeGuest]:
+    """A mini guest on qemu-kl; klhelper is loaded as the run would (``helper`` overrides), with
+    ``helper_params`` as insmod parameters (at every boot)."""
+    guest = GuestConfig(name=name, image="mini", vcpus=vcpus, max_vcpus=max_vcpus, kl=kl, vmm="qemu-kl",
+                        helper_params=helper_params)
     plan = plan_guest(guest, Config("tests/qemu_kl_support.py", RunSettings(), (guest,)))
     if helper is not None:
         from dataclasses import replace
