@@ -8,7 +8,12 @@ prints, from one run each:
   (b) AESENC128KL on a dependent chain vs an AES-NI chain       (goal >= 1/3)
   (c) the cold cost: a new handle every call (every call unwraps)
 
-Run: ``python benchmarks/bench_emulator.py [--portable]``.
+Each ratio is paired: both sides alternate in short tries within every round on one pinned CPU (each
+keeping its fastest try), the figure is the median of the per-round ratios with its p10-p90, and a
+spread wider than SPREAD_BOUND is printed as "UNSTABLE" instead of a verdict.  ``--runs N`` runs the
+measurement N times in a row and says whether the runs' medians agree within the same bound.
+
+Run: ``python benchmarks/bench_emulator.py [--portable] [--runs N]``.
 """
 
 from __future__ import annotations
@@ -45,30 +50,57 @@ def run(binary: Path, *, portable: bool) -> dict[str, Any]:
     return figures
 
 
+SPREAD_BOUND = 0.20  # (p90 - p10) / median of the paired ratios above this: "unstable", not a verdict
+
+
+def paired(r: dict[str, Any], goal: float | None, *, unit: str = "AES-NI") -> str:
+    """A paired ratio with its spread, and its verdict only when the spread allows one."""
+    spread = (r["p90"] - r["p10"]) / r["median"]
+    text = f"{r['median']:.2f} x {unit} (p10 {r['p10']:.2f}, p90 {r['p90']:.2f}, {r['rounds']} paired rounds)"
+    if spread > SPREAD_BOUND:
+        return f"{text}: UNSTABLE (spread {spread:.0%} > {SPREAD_BOUND:.0%}; rerun on a quieter host)"
+    if goal is None:
+        return f"{text} (spread {spread:.0%})"
+    return f"{text}: {'meets' if r['median'] >= goal else 'misses'} the goal >= {goal:.2f} (spread {spread:.0%})"
+
+
+def agreement(runs: list[dict[str, Any]]) -> list[str]:
+    """Whether consecutive runs agree: each ratio's medians across the runs, against SPREAD_BOUND."""
+    lines = [f"across {len(runs)} runs in a row (median of each run):"]
+    for name in runs[0]["ratios"]:
+        medians = [run["ratios"][name]["median"] for run in runs]
+        low, high = min(medians), max(medians)
+        spread = (high - low) / sorted(medians)[len(medians) // 2]
+        verdict = "agree" if spread <= SPREAD_BOUND else "DISAGREE"
+        lines.append(f"  {name:<14} {' '.join(f'{m:.2f}' for m in medians)}  range {spread:.0%}: {verdict} "
+                     f"(bound {SPREAD_BOUND:.0%})")
+    return lines
+
+
 def report(f: dict[str, Any]) -> str:
     def row(label: str, key: str, unit: str) -> str:
         return f"  {label:<44} {f[key]['ns']:9.2f} ns {f[key]['ticks']:9.1f} TSC ticks  per {unit}"
 
     # The goals are for the AES-NI path; the portable path is a fallback.
-    goal = (lambda g: f" (goal >= {g:.2f})") if f["impl"] != "portable" else (lambda g: "")
-    wide = f["native_wide8"]["ns"] / f["emu_wide8"]["ns"]
-    chain = f["native_chain"]["ns"] / f["emu_chain"]["ns"]
-    chain_exec = f["native_chain"]["ns"] / f["emu_chain_exec"]["ns"]
-    cold = f["emu_cold"]["ns"] / f["emu_chain"]["ns"]
+    aesni = f["impl"] != "portable"
+    r = f["ratios"]
     lines = [
-        f"emulator path: {f['impl']}   (median of 15 runs after a warm-up; errors: {f['errors']})",
+        f"emulator path: {f['impl']}   (pinned to one CPU; {f['rounds']} paired rounds per ratio after a warm-up; "
+        f"errors: {f['errors']})",
         "(a) 8 independent AES-128 blocks",
         row("AES-NI, 8 blocks interleaved", "native_wide8", "8 blocks"),
         row("emulated AESENCWIDE128KL", "emu_wide8", "8 blocks"),
-        f"  -> emulated throughput = {wide:.2f} x AES-NI{goal(0.5)}",
+        f"  -> emulated throughput = {paired(r['wide8'], 0.5 if aesni else None)}",
         "(b) dependent chain of single blocks",
         row("AES-NI, single block", "native_chain", "block"),
         row("emulated AESENC128KL (klemu_aeskl)", "emu_chain", "block"),
         row("emulated AESENC128KL (klemu_exec, reg file)", "emu_chain_exec", "block"),
-        f"  -> emulated speed = {chain:.2f} x AES-NI{goal(1 / 3)}; via klemu_exec {chain_exec:.2f} x",
+        f"  -> emulated speed = {paired(r['chain'], 1 / 3 if aesni else None)}",
+        f"     via klemu_exec  = {paired(r['chain_exec'], None)}",
         "(c) cold: a new handle every call (cache miss)",
         row("emulated AESENC128KL, unwrap every call", "emu_cold", "block"),
-        f"  -> a miss costs {cold:.1f} x a hit; unwraps per call: {f['cold_unwraps_per_op']:.2f}",
+        f"  -> a miss costs {paired(r['cold_over_hit'], None, unit='a hit')}; unwraps per call: "
+        f"{f['cold_unwraps_per_op']:.2f}",
     ]
     return "\n".join(lines)
 
@@ -76,10 +108,15 @@ def report(f: dict[str, Any]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--portable", action="store_true", help="also measure KLEMU_FORCE_PORTABLE=1")
+    parser.add_argument("--runs", type=int, default=1, help="run the AES-NI measurement this many times in a row "
+                        "and say whether the runs agree (default 1)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="klemu-bench-") as tmp:
         binary = build(Path(tmp))
-        print(report(run(binary, portable=False)))
+        runs = [run(binary, portable=False) for _ in range(max(1, args.runs))]
+        print(report(runs[-1]))
+        if len(runs) > 1:
+            print("\n".join(agreement(runs)))
         if args.portable:
             print()
             print(report(run(binary, portable=True)))

@@ -2,11 +2,16 @@
  * Timing loops for benchmarks/bench_emulator.py: the emulated Key Locker
  * instructions against plain AES-NI on the same data, in one process.
  *
- * Every figure is the median of REPS timed repetitions after a warm-up, the
- * loops taking turns within each repetition; native and emulated loops have
- * the same shape: one call of a non-inlined function per operation, over
- * the same buffer.  Output is one JSON object
- * (nanoseconds and TSC ticks per operation); the Python side prints it.
+ * Pinned to one CPU.  Each ratio is its own pair of loops, A and B, measured
+ * in REPS rounds after a warm-up.  In a round A and B alternate TRIES times
+ * (a fraction of a millisecond each) and each side keeps its fastest try,
+ * which drops the tries a preemption landed in; the ratio is the median and
+ * p10-p90 of the per-round ratios, so a host that changes speed between
+ * rounds moves both sides of every ratio alike.  The per-loop figures are
+ * the medians of that loop's side.  Native and emulated loops have the same
+ * shape: one call of a non-inlined function per operation, over the same
+ * buffer.  Output is one JSON object (nanoseconds and TSC ticks per
+ * operation, and the ratios); the Python side prints it.
  *
  *   (a) wide:  8 independent blocks per op, through a 64 KiB buffer
  *              (AESENCWIDE128KL vs 8 interleaved AES-NI blocks);
@@ -15,7 +20,9 @@
  *   (c) cold:  (b) with a different handle every call, so every call
  *              misses the unwrap cache.
  */
+#define _GNU_SOURCE
 #include <immintrin.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,11 +33,13 @@
 #include "klemu.h"
 #include "bench_util.h"
 
-#define REPS 15
+#define REPS 51 /* rounds per ratio */
+#define TRIES 8 /* A and B alternate this often in a round; each keeps its fastest */
 #define WIDE_BLOCKS 4096 /* 64 KiB */
-#define CHAIN_OPS 200000
+#define WIDE_PASSES 4 /* over the buffer per try */
+#define CHAIN_OPS 10000
 #define COLD_HANDLES 64 /* far more than KLEMU_CACHE_WAYS */
-#define COLD_OPS 20000
+#define COLD_OPS 1000
 
 #define AESNI __attribute__((target("aes,sse4.1"), noinline))
 
@@ -113,6 +122,7 @@ struct bench {
 	uint8_t (*cold)[KLEMU_HANDLE128_SIZE];
 	uint8_t (*buf)[16];
 	int errors; /* ZF=1 where 0 was expected: the figures would be lies */
+	uint64_t cold_unwraps, cold_calls; /* (c) must miss the cache on every call */
 };
 
 enum loop {
@@ -133,15 +143,17 @@ static long run_loop(struct bench *b, enum loop which)
 
 	switch (which) {
 	case NATIVE_WIDE:
-		for (int g = 0; g < WIDE_BLOCKS; g += 8)
-			native_enc8(b->rk, &b->buf[g]);
-		return WIDE_BLOCKS / 8;
+		for (int p = 0; p < WIDE_PASSES; p++)
+			for (int g = 0; g < WIDE_BLOCKS; g += 8)
+				native_enc8(b->rk, &b->buf[g]);
+		return WIDE_PASSES * WIDE_BLOCKS / 8;
 	case EMU_WIDE:
-		for (int g = 0; g < WIDE_BLOCKS; g += 8) {
-			klemu_aeswidekl(b->ctx, KLEMU_AESENCWIDE128KL, b->handle, &b->buf[g], &zf);
-			b->errors += zf;
-		}
-		return WIDE_BLOCKS / 8;
+		for (int p = 0; p < WIDE_PASSES; p++)
+			for (int g = 0; g < WIDE_BLOCKS; g += 8) {
+				klemu_aeswidekl(b->ctx, KLEMU_AESENCWIDE128KL, b->handle, &b->buf[g], &zf);
+				b->errors += zf;
+			}
+		return WIDE_PASSES * WIDE_BLOCKS / 8;
 	case NATIVE_CHAIN:
 		for (int i = 0; i < CHAIN_OPS; i++)
 			native_enc1(b->rk, x);
@@ -160,12 +172,17 @@ static long run_loop(struct bench *b, enum loop which)
 			b->errors += (regs.rflags & KLEMU_FLAG_ZF) != 0;
 		}
 		break;
-	case EMU_COLD:
+	case EMU_COLD: {
+		uint64_t before = b->ctx->stats_unwraps;
+
 		for (int i = 0; i < COLD_OPS; i++) {
 			klemu_aeskl(b->ctx, KLEMU_AESENC128KL, b->cold[i % COLD_HANDLES], x, &zf);
 			b->errors += zf;
 		}
+		b->cold_unwraps += b->ctx->stats_unwraps - before;
+		b->cold_calls += COLD_OPS;
 		return COLD_OPS;
+	}
 	case LOOP_COUNT:
 		break;
 	}
@@ -174,28 +191,86 @@ static long run_loop(struct bench *b, enum loop which)
 	return CHAIN_OPS;
 }
 
-/* All loops round-robin within each repetition, so a noisy neighbour (this
- * often runs in a VM) disturbs native and emulated figures alike. */
-static void measure_all(struct bench *b, struct timing t[LOOP_COUNT])
+/* One ratio's samples: A and B timed back to back in every round, the order
+ * swapped every other round, so a host that changes speed between rounds
+ * (this often runs in a shared VM) moves both sides of that round alike. */
+struct pair {
+	enum loop a, b;
+	double a_ns[REPS], b_ns[REPS], a_ticks[REPS], b_ticks[REPS];
+};
+
+static void time_loop(struct bench *b, enum loop l, double *ns, double *ticks)
 {
-	static double ns[LOOP_COUNT][REPS], ticks[LOOP_COUNT][REPS];
+	double t0 = now_ns();
+	uint64_t c0 = __rdtsc();
+	long ops = run_loop(b, l);
+	uint64_t c1 = __rdtsc();
+	double t1 = now_ns();
 
-	for (int l = 0; l < LOOP_COUNT; l++)
-		run_loop(b, (enum loop)l); /* warm-up: caches, predictors, clocks */
-	for (int r = 0; r < REPS; r++) {
-		for (int l = 0; l < LOOP_COUNT; l++) {
-			double t0 = now_ns();
-			uint64_t c0 = __rdtsc();
-			long ops = run_loop(b, (enum loop)l);
-			uint64_t c1 = __rdtsc();
-			double t1 = now_ns();
+	*ns = (t1 - t0) / (double)ops;
+	*ticks = (double)(c1 - c0) / (double)ops;
+}
 
-			ns[l][r] = (t1 - t0) / (double)ops;
-			ticks[l][r] = (double)(c1 - c0) / (double)ops;
-		}
+/* One side's figure for a round: the fastest of its TRIES, which drops the
+ * tries a preemption or an interrupt landed in. */
+static void time_min(struct bench *b, enum loop l, int try, double *ns, double *ticks)
+{
+	double n, k;
+
+	time_loop(b, l, &n, &k);
+	if (try == 0 || n < *ns) {
+		*ns = n;
+		*ticks = k;
 	}
-	for (int l = 0; l < LOOP_COUNT; l++)
-		t[l] = (struct timing){median(ns[l], REPS), median(ticks[l], REPS)};
+}
+
+/* Round r of one pair: A and B alternate TRIES times, each keeping its fastest. */
+static void measure_round(struct bench *b, struct pair *p, int r)
+{
+	for (int t = 0; t < TRIES; t++) {
+		int a_first = (r + t) & 1;
+
+		if (a_first)
+			time_min(b, p->a, t, &p->a_ns[r], &p->a_ticks[r]);
+		time_min(b, p->b, t, &p->b_ns[r], &p->b_ticks[r]);
+		if (!a_first)
+			time_min(b, p->a, t, &p->a_ns[r], &p->a_ticks[r]);
+	}
+}
+
+/* The pairs take turns round by round, so each pair's rounds span the whole
+ * run: a host that flips between states during the run widens every ratio's
+ * spread (and is reported as unstable) instead of biasing one ratio. */
+static void measure_pairs(struct bench *b, struct pair *pairs[], int n)
+{
+	for (int i = 0; i < n; i++) {
+		run_loop(b, pairs[i]->a); /* warm-up: caches, predictors, clocks */
+		run_loop(b, pairs[i]->b);
+	}
+	for (int r = 0; r < REPS; r++)
+		for (int i = 0; i < n; i++)
+			measure_round(b, pairs[i], r);
+}
+
+static struct timing side(const double *ns, const double *ticks)
+{
+	double n[REPS], k[REPS];
+
+	memcpy(n, ns, sizeof(n));
+	memcpy(k, ticks, sizeof(k));
+	return (struct timing){median(n, REPS), median(k, REPS)};
+}
+
+/* "name": {median, p10, p90} of the per-round ratios time(A)/time(B). */
+static void put_ratio(const char *name, const struct pair *p, int last)
+{
+	double r[REPS];
+
+	for (int i = 0; i < REPS; i++)
+		r[i] = p->a_ns[i] / p->b_ns[i];
+	qsort(r, REPS, sizeof(double), cmp_double);
+	printf("    \"%s\": {\"median\": %.4f, \"p10\": %.4f, \"p90\": %.4f, \"rounds\": %d}%s\n", name,
+	       quantile(r, REPS, 0.5), quantile(r, REPS, 0.1), quantile(r, REPS, 0.9), REPS, last ? "" : ",");
 }
 
 static void put(const char *name, struct timing t, int last)
@@ -212,6 +287,12 @@ int main(void)
 	uint8_t key[16];
 	uint32_t dest;
 
+	cpu_set_t one;
+	int pinned = getenv("BENCH_CPU") ? atoi(getenv("BENCH_CPU")) : sched_getcpu();
+
+	CPU_ZERO(&one);
+	CPU_SET(pinned, &one);
+	sched_setaffinity(0, sizeof(one), &one); /* one CPU: no migration between the two sides */
 	if (!__builtin_cpu_supports("aes")) {
 		fprintf(stderr, "emu_bench: this CPU has no AES-NI to compare with\n");
 		return 2;
@@ -242,23 +323,30 @@ int main(void)
 	for (int i = 0; i < WIDE_BLOCKS * 16; i++)
 		b.buf[i / 16][i % 16] = (uint8_t)(i * 7);
 
-	struct timing t[LOOP_COUNT];
-	uint64_t unwraps = b.ctx->stats_unwraps;
+	/* Each pair is its own ratio; the figures per loop are their side's medians. */
+	static struct pair wide = {NATIVE_WIDE, EMU_WIDE}, chain = {NATIVE_CHAIN, EMU_CHAIN},
+			   exec = {NATIVE_CHAIN, EMU_CHAIN_EXEC}, cold = {EMU_COLD, EMU_CHAIN};
+	struct pair *pairs[] = {&wide, &chain, &exec, &cold};
 
-	measure_all(&b, t);
+	measure_pairs(&b, pairs, 4);
 	/* Every cold call must have unwrapped, or (c) measures the cache. */
-	double cold_unwraps = (double)(b.ctx->stats_unwraps - unwraps) /
-			      ((REPS + 1.0) * COLD_OPS);
+	double cold_unwraps = (double)b.cold_unwraps / (double)b.cold_calls;
 
-	printf("{\n  \"impl\": \"%s\",\n  \"errors\": %d,\n", klemu_impl_name(), b.errors);
-	printf("  \"cold_unwraps_per_op\": %.3f,\n", cold_unwraps);
-	put("native_wide8", t[NATIVE_WIDE], 0);
-	put("emu_wide8", t[EMU_WIDE], 0);
-	put("native_chain", t[NATIVE_CHAIN], 0);
-	put("emu_chain", t[EMU_CHAIN], 0);
-	put("emu_chain_exec", t[EMU_CHAIN_EXEC], 0);
-	put("emu_cold", t[EMU_COLD], 1);
-	printf("}\n");
+	printf("{\n  \"impl\": \"%s\",\n  \"errors\": %d,\n  \"rounds\": %d,\n", klemu_impl_name(), b.errors,
+	       REPS);
+	printf("  \"cold_unwraps_per_op\": %.3f,\n  \"cpu\": %d,\n", cold_unwraps, pinned);
+	put("native_wide8", side(wide.a_ns, wide.a_ticks), 0);
+	put("emu_wide8", side(wide.b_ns, wide.b_ticks), 0);
+	put("native_chain", side(chain.a_ns, chain.a_ticks), 0);
+	put("emu_chain", side(chain.b_ns, chain.b_ticks), 0);
+	put("emu_chain_exec", side(exec.b_ns, exec.b_ticks), 0);
+	put("emu_cold", side(cold.a_ns, cold.a_ticks), 0);
+	printf("  \"ratios\": {\n");
+	put_ratio("wide8", &wide, 0);
+	put_ratio("chain", &chain, 0);
+	put_ratio("chain_exec", &exec, 0);
+	put_ratio("cold_over_hit", &cold, 1);
+	printf("  }\n}\n");
 	free(b.cold);
 	free(b.buf);
 	free(b.ctx);
