@@ -20,6 +20,7 @@ from harness.images.artifact import FWCFG_AUTHORIZED_KEY, FWCFG_KLEMU_CONF, Imag
 from harness.kl import emuconfig
 from harness.kl.observations import Observation, ProbeDocument, parse_probe_output, with_vmm_provenance
 from harness.matrix import GuestPlan
+from harness.progress.events import NULL_PROGRESS, GuestPhase, Progress
 from harness.ssh import KeyPair, Session
 from harness.timeouts import Timeouts
 from harness.virt.accel import AccelChoice
@@ -47,6 +48,7 @@ class RunContext:
     accel: AccelChoice
     artifacts: Path  # results/<run>/guests
     stage: Callable[[Path, str], Path] | None = None  # upload a file to the host (hosts that can't read ours)
+    progress: Progress = NULL_PROGRESS  # told when a guest starts booting and connecting (harness.progress)
 
 
 @dataclass
@@ -199,11 +201,13 @@ def boot(ctx: RunContext, plan: GuestPlan, image: ImageArtifact, *, suffix: str 
     console = ctx.artifacts / spec.name / "console.log"
     console.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
+    ctx.progress.emit(GuestPhase(spec.name, "boot"))
     guest = launch(ctx.conn, spec, image, run_id=ctx.run_id, accel=ctx.accel, fwcfg=entries,
                    console_log=console, registry=ctx.registry, timeouts=ctx.timeouts, stage=ctx.stage)
     pg = ProbeGuest(plan, guest, ctx, image, secret)
     pg.timings.update({f"virt_{k}": v for k, v in guest.timings.items()})
     pg.timings["boot_total"] = time.monotonic() - start
+    ctx.progress.emit(GuestPhase(spec.name, "ssh"))
     try:
         pg.connect()
     except (SSHError, GuestError):

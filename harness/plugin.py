@@ -34,6 +34,8 @@ from harness.kl.cpuid import Regs, decode, leaf19_words
 from harness.matrix import GuestPlan, lifecycle_events
 from harness.paths import REPO_DIR
 from harness.profiles import Profile, check_config, load_profile
+from harness.progress.events import NULL_PROGRESS, CellDone, GuestPhase, Planned, RunDone
+from harness.results.invocation import Invocation
 from harness.session import KlSession
 
 SESSION_KEY = pytest.StashKey[KlSession]()
@@ -42,6 +44,12 @@ REPORTS_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
 KL_ARGS = frozenset({"kl_guest", "kl_check", "kl_event"})
 INFRASTRUCTURE_ERRORS = (HostError, VirtError, GuestError, BuildError, ImageError, CommandError)
 DEFAULT_CONFIG = REPO_DIR / "configs" / "ci.yaml"
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from harness import hooks
+
+    pluginmanager.add_hookspecs(hooks)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -78,11 +86,39 @@ def kl_session(config: pytest.Config) -> KlSession:
         check_config(cfg, profile)
         session = KlSession(cfg, profile, uri=opt("--kl-uri"), keep=opt("--kl-keep"),
                             results_root=Path(opt("--kl-results")) if opt("--kl-results") else None,
-                            run_id=opt("--kl-run-id"), persist=not config.option.collectonly)
+                            run_id=opt("--kl-run-id"), persist=not config.option.collectonly,
+                            progress=config.hook.pytest_kl_progress(config=config) or NULL_PROGRESS)
     except ConfigError as err:
         raise pytest.UsageError(str(err)) from err
     config.stash[SESSION_KEY] = session
+    inv = config.hook.pytest_kl_invocation(config=config) or _invocation(config)
+    rerun = {"rerun_of": inv.rerun_of.to_record()} if inv.rerun_of else {}
+    session.recorder.update(lambda d: d.update(invocation=inv.to_record(), **rerun))
     return session
+
+
+def _invocation(config: pytest.Config) -> Invocation:
+    """A run started as ``pytest testcases …``: its options, for the record and ``klharness rerun``."""
+    opt = config.getoption
+    where = config.invocation_params.dir
+    return Invocation(config=str(Path(opt("--kl-config") or DEFAULT_CONFIG).resolve()), profile=opt("--kl-profile"),
+                      uri=opt("--kl-uri"), keep=opt("--kl-keep"),
+                      results=str(Path(opt("--kl-results")).resolve()) if opt("--kl-results") else None,
+                      keyword=config.option.keyword or None, tests=tuple(str(where / a) for a in config.args),
+                      argv=("pytest", *config.invocation_params.args), cwd=str(where), rootdir=str(config.rootpath))
+
+
+def _fresh_suffix(event: str) -> str:
+    """A lifecycle cell's dedicated guest is ``<guest>-<event>`` (its domain, record entry and progress line)."""
+    return f"-{event}"
+
+
+def _progress_line(params: dict[str, Any]) -> str | None:
+    """The progress line a cell counts on: its pooled guest, or its lifecycle event's own guest."""
+    guest, event = params.get("kl_guest"), params.get("kl_event")
+    if not isinstance(guest, str):
+        return None
+    return guest + _fresh_suffix(event) if isinstance(event, str) else guest
 
 
 # -- parametrization from the matrix -----------------------------------------------------------------
@@ -130,10 +166,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Boot the pooled guests the collected tests need, in the background, in collection order."""
-    if SESSION_KEY not in session.config.stash or session.config.option.collectonly \
-            or session.config.getoption("--kl-no-pool"):
+    if SESSION_KEY not in session.config.stash or session.config.option.collectonly:
         return
     kls = session.config.stash[SESSION_KEY]
+    planned: dict[str, int] = {}
+    for item in session.items:
+        callspec = getattr(item, "callspec", None)
+        line = _progress_line(callspec.params) if callspec is not None else None
+        if line is not None:
+            planned[line] = planned.get(line, 0) + 1
+    kls.progress.emit(Planned(kls.run_id, planned))
+    if session.config.getoption("--kl-no-pool"):
+        return
     needed: list[str] = []
     for item in session.items:
         callspec = getattr(item, "callspec", None)
@@ -207,9 +251,12 @@ def kl_fresh_guest(kl: KlSession, kl_guest: str, request: pytest.FixtureRequest)
     _skip_if_impossible(kl, kl_guest)
     event = request.node.callspec.params.get("kl_event", "fresh")
     try:
-        pg = kl.fresh(kl_guest, f"-{event}", persistent=event in NEEDS_PERSISTENT, suspend=event in NEEDS_SUSPEND)
+        pg = kl.fresh(kl_guest, _fresh_suffix(event), persistent=event in NEEDS_PERSISTENT,
+                      suspend=event in NEEDS_SUSPEND)
     except CapabilityError as err:
         pytest.skip(str(err))
+    if "kl_event" in request.node.callspec.params:
+        kl.progress.emit(GuestPhase(pg.guest.spec.name, "event", event))
     try:
         yield pg
     finally:
@@ -254,6 +301,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         details: dict[str, Any] = item.stash.get(DETAILS_KEY, {})
         entry.update(details)
         kls.recorder.add_test(entry)
+        kls.progress.emit(CellDone(_progress_line(callspec.params) or guest, entry["outcome"],
+                                   str(entry["check"] or entry["event"] or entry["test"]), entry.get("reason", "")))
     return report
 
 
@@ -269,6 +318,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     status = {0: "complete", 1: "complete", 2: "interrupted"}.get(int(exitstatus), "failed")
     kls.close(status)
+    kls.progress.emit(RunDone(status))
     tr = session.config.pluginmanager.get_plugin("terminalreporter")
     if tr is not None and kls.recorder.persist:
         tr.write_line(f"klharness run record: {kls.recorder.path}")

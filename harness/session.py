@@ -32,6 +32,7 @@ from harness.kl.emuconfig import private_runtime_dir
 from harness.matrix import GuestPlan, plan
 from harness.placement import HostCapability, Placement, place
 from harness.profiles import Profile
+from harness.progress.events import NULL_PROGRESS, GuestPhase, Progress
 from harness.redact import redact_uri
 from harness.results.record import RunRecorder, new_run_id
 from harness.ssh import KeyPair, generate_keypair
@@ -61,8 +62,9 @@ class KlSession:
 
     def __init__(self, config: Config, profile: Profile, *, uri: str | None = None, keep: str | None = None,
                  results_root: Path | None = None, run_id: str | None = None, persist: bool = True,
-                 host_kl_usable: Callable[[], bool] | None = None) -> None:
+                 host_kl_usable: Callable[[], bool] | None = None, progress: Progress = NULL_PROGRESS) -> None:
         self.config = config
+        self.progress = progress  # told each guest's phases (harness.progress)
         self.profile = profile
         self.hosts = ((HostConfig("local", uri),) if uri else config.all_hosts())
         self.uri = self.hosts[0].uri
@@ -145,7 +147,7 @@ class KlSession:
                             "reaped": [r.describe() for r in reaped]}}))
         stage = functools.partial(_stage_private, conn) if cfg.stage_files else None
         ctx = RunContext(self.run_id, conn, keypair, self.timeouts, self.registry, probe, accel,
-                         self.results / "guests", stage)
+                         self.results / "guests", stage, self.progress)
         took = time.monotonic() - start
         self.recorder.update(lambda d: d.setdefault("timings", {}).setdefault("setup_per_host", {}).update(
             {cfg.name: round(took, 3)}))
@@ -219,6 +221,7 @@ class KlSession:
     def _boot_pooled(self, name: str) -> ProbeGuest:
         host, ctx = self.context_for(name)
         p = self.plans[name]
+        self.progress.emit(GuestPhase(name, "image", p.spec.image))
         pg = boot(ctx, p, self.image_for(p.spec.image, host, ctx))
         self._record_guest(pg, host)
         return pg
@@ -237,6 +240,7 @@ class KlSession:
         guest = self.pooled(name)
         with entry.lock:
             if entry.probe is None and entry.probe_error is None:
+                self.progress.emit(GuestPhase(name, "probe"))
                 try:
                     entry.probe = guest.probe()
                     self._write_artifact(guest.guest.spec.name, "probe.json", entry.probe.raw)
@@ -253,6 +257,7 @@ class KlSession:
         """A dedicated guest for a destructive test (torn down by :meth:`release`)."""
         host, ctx = self.context_for(name)
         p = self.plans[name]
+        self.progress.emit(GuestPhase(f"{name}{suffix}", "image", p.spec.image))
         pg = boot(ctx, p, self.image_for(p.spec.image, host, ctx), suffix=suffix, persistent=persistent,
                   suspend=suspend)
         self._record_guest(pg, host)

@@ -10,7 +10,7 @@ import importlib
 from types import ModuleType
 
 # Order is the order shown in --help.
-COMMAND_MODULES = ("probe", "image", "vmm", "vectors", "run", "report", "cleanup", "hostcheck")
+COMMAND_MODULES = ("probe", "image", "vmm", "vectors", "run", "rerun", "report", "cleanup", "hostcheck")
 
 
 def load_all() -> list[ModuleType]:

@@ -3,18 +3,26 @@
 Why through pytest: ``klharness run configs/ci.yaml`` and ``pytest testcases/
 --kl-config configs/ci.yaml`` must give the same verdicts, so there is one
 path — the plugin — and this command only chooses its options and summarises
-the run record it wrote.
+the run record it wrote.  While it runs, it shows each guest's phase (harness.progress: a live
+board on a terminal, a line per event otherwise, nothing with ``-q``) and hands the plugin its
+invocation to record, so that ``klharness rerun`` can start the same run again.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections import Counter, defaultdict
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.paths import REPO_DIR
+from harness.results.invocation import Invocation
 from harness.results.record import load_record, new_run_id
+
+if TYPE_CHECKING:
+    import pytest
 
 DEFAULT_CONFIG = REPO_DIR / "configs" / "ci.yaml"
 
@@ -28,33 +36,77 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--results", type=Path, help="results root (default: run.results of the config)")
     p.add_argument("-k", dest="keyword", help="only tests matching this pytest -k expression")
     p.add_argument("--pytest-arg", action="append", default=[], help="extra argument for pytest (repeatable)")
+    add_quiet(p)
     p.set_defaults(func=run)
     plan = sub.add_parser("plan", help="list the cells of a matrix with their ids")
     plan.add_argument("config", nargs="?", type=Path, default=DEFAULT_CONFIG)
     plan.set_defaults(func=run_plan)
 
 
-def pytest_args(args: argparse.Namespace, run_id: str, results_root: Path) -> list[str]:
-    out = [str(REPO_DIR / "testcases"), f"--kl-config={args.config}", f"--kl-run-id={run_id}",
+def add_quiet(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress (neither the live board on a terminal nor the line log): pytest's own "
+                        "quiet output, as before")
+
+
+def invocation_of(args: argparse.Namespace) -> Invocation:
+    """The run as typed, with paths made absolute (recorded for klharness rerun)."""
+    return Invocation(config=str(Path(args.config).resolve()), profile=args.profile, uri=args.uri, keep=args.keep,
+                      results=str(Path(args.results).resolve()) if args.results else None, keyword=args.keyword,
+                      pytest_args=tuple(args.pytest_arg), argv=tuple(getattr(args, "command_line", ())),
+                      cwd=str(Path.cwd()))
+
+
+def pytest_args(inv: Invocation, run_id: str, results_root: Path) -> list[str]:
+    targets = list(inv.tests) or [str(REPO_DIR / "testcases")]
+    out = [*targets, f"--kl-config={inv.config}", f"--kl-run-id={run_id}",
            f"--kl-results={results_root}", f"--junitxml={results_root / run_id / 'junit.xml'}",
            "-o", "junit_family=xunit2", "-p", "no:cacheprovider", "-q", "-rfE"]
-    for opt, value in (("--kl-profile", args.profile), ("--kl-uri", args.uri), ("--kl-keep", args.keep)):
+    for opt, value in (("--kl-profile", inv.profile), ("--kl-uri", inv.uri), ("--kl-keep", inv.keep)):
         if value:
             out.append(f"{opt}={value}")
-    if args.keyword:
-        out += ["-k", args.keyword]
-    return out + list(args.pytest_arg)
+    if inv.keyword:
+        out += ["-k", inv.keyword]
+    return out + list(inv.pytest_args)
+
+
+class InvocationPlugin:
+    """Hands the invocation to harness.plugin, which records it when the run starts."""
+
+    def __init__(self, invocation: Invocation) -> None:
+        self.invocation = invocation
+
+    def pytest_kl_invocation(self, config: pytest.Config) -> Invocation:
+        return replace(self.invocation, rootdir=str(config.rootpath))
 
 
 def run(args: argparse.Namespace) -> int:
+    return execute(invocation_of(args), quiet=args.quiet)
+
+
+def execute(inv: Invocation, *, quiet: bool = False) -> int:
+    """Run the catalogue as ``inv`` says (klharness run and rerun), then print the summary and reports."""
     import pytest
 
     from harness.config import load_config
+    from harness.progress.display import open_display
+    from harness.progress.pytest_plugin import ProgressPlugin
 
-    config = load_config(args.config)  # errors here read better than pytest's UsageError
-    results_root = (args.results or Path(config.run.results)).resolve()
+    config = load_config(inv.config)  # errors here read better than pytest's UsageError
+    results_root = Path(inv.results or config.run.results).resolve()
     run_id = new_run_id()
-    code = int(pytest.main(pytest_args(args, run_id, results_root)))
+    plugins: list[object] = [InvocationPlugin(inv)]
+    display = None if quiet else open_display(sys.stdout)
+    args = pytest_args(inv, run_id, results_root)
+    if display is not None:
+        plugins.append(ProgressPlugin(display))
+        args += ["-o", "console_output_style=classic"]  # no [ 42%] columns beside the display
+        display.start()
+    try:
+        code = int(pytest.main(args, plugins=plugins))
+    finally:
+        if display is not None:
+            display.close()
     record_path = results_root / run_id / "record.json"
     if record_path.exists():
         print()
@@ -66,12 +118,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def summarize(record: dict[str, Any]) -> str:
-    """One table per guest: backend, accelerator, boot phases, verdict counts, failures with reasons."""
+    """One table per guest: backend, accelerator, boot phases, verdict counts, failures with reasons
+    and the command that reproduces each."""
+    from harness.report.reproduce import reproduce_command
+
     tests_by_guest: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for t in record.get("tests", []):
         tests_by_guest[t["guest"]].append(t)
     lines = [f"run {record['run_id']} ({record['status']}), profile {record.get('profile')}, "
              f"accel {record.get('host', {}).get('accel', {}).get('accel', '?')}"]
+    rerun = record.get("rerun_of")
+    if isinstance(rerun, dict):
+        only = " (its failed cells only)" if rerun.get("failed_only") else ""
+        lines.append(f"rerun of {rerun.get('run_id')}{only}")
     guests = record.get("guests", {})
     for name in sorted(tests_by_guest):
         tests = tests_by_guest[name]
@@ -89,6 +148,7 @@ def summarize(record: dict[str, Any]) -> str:
             if test["outcome"] in ("failed", "error"):
                 what = test.get("check") or test.get("event") or test["test"]
                 lines.append(f"  FAIL {what}: {test.get('reason', '')}")
+                lines.append(f"    reproduce: {reproduce_command(record, test)}")
         skipped = {t.get("reason", "") for t in tests if t["outcome"] == "skipped"}
         lines.extend(f"  skip: {reason}" for reason in sorted(skipped))
     for name, g in sorted(guests.items()):

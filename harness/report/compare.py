@@ -34,6 +34,11 @@ use within a run: the base is the base run together with any earlier runs given 
 counts only above a noise floor of max(2 s, 100 % of the base median) — a doubling.  The floor is
 wide on purpose: under TCG on a shared host, with guests booting two at a time, the same guest's
 boot→SSH went from 3.0 s one night to 10.6 s the next here, and from 11.2 s to 6.8 s.
+
+A rerun (``klharness rerun``: the new record's ``rerun_of`` names the base run) is compared over
+the cells it reran only: with ``--failed`` those are the base's failed and errored cells, so the
+cells it did not rerun are neither "gone" nor anything else, the ``(all guests)`` boot row (other
+guests, other samples) is left out, and the cells that fail again are listed as still failing.
 """
 
 from __future__ import annotations
@@ -153,6 +158,10 @@ class Comparison:
     removed: tuple[str, ...] = ()
     perf: tuple[Delta, ...] = ()
     boot: tuple[Delta, ...] = ()
+    rerun: bool = False  # NEW is a rerun of BASE
+    failed_only: bool = False  # ... of its failed cells only: compared over those
+    scope: int = 0  # how many cells were compared
+    still_failing: tuple[TestChange, ...] = ()  # a rerun's cells that failed both times
 
     @property
     def provenance_lost(self) -> tuple[ProvenanceChange, ...]:
@@ -174,6 +183,14 @@ def compare(base: model.Record, new: model.Record, known_issues: KnownIssues | N
     known = known_issues or KnownIssues()
     before = {t["nodeid"]: t for t in base.get("tests", [])}
     after = {t["nodeid"]: t for t in new.get("tests", [])}
+    link = new.get("rerun_of")
+    rerun = isinstance(link, dict) and link.get("run_id") == base.get("run_id")
+    failed_only = isinstance(link, dict) and rerun and bool(link.get("failed_only"))
+    if failed_only:
+        cells = {n for n, t in before.items() if model.failing(t)}
+        before = {n: t for n, t in before.items() if n in cells}
+        after = {n: t for n, t in after.items() if n in cells or n not in before}
+    still: list[TestChange] = []
     buckets: dict[str, list[TestChange]] = {k: [] for k in ("regressions", "fixes", "new_skips", "new_failures",
                                                             "known")}
     provenance: list[ProvenanceChange] = []
@@ -186,6 +203,8 @@ def compare(base: model.Record, new: model.Record, known_issues: KnownIssues | N
         kind = _classify(was, now, issue)
         if kind:
             buckets[kind].append(change)
+        elif rerun and was in model.FAILING and now in model.FAILING:
+            still.append(change)
         if b is not None and model.provenance(b) != model.provenance(t) and b.get("provenance") and t.get("provenance"):
             provenance.append(ProvenanceChange(nodeid, model.label(t), model.provenance(b), model.provenance(t)))
     return Comparison(
@@ -193,7 +212,8 @@ def compare(base: model.Record, new: model.Record, known_issues: KnownIssues | N
         **{k: tuple(v) for k, v in buckets.items()},
         provenance=tuple(provenance),
         added=tuple(sorted(set(after) - set(before))), removed=tuple(sorted(set(before) - set(after))),
-        perf=tuple(_figure_deltas(base, new)), boot=tuple(_boot_deltas(base, new, history)))
+        perf=tuple(_figure_deltas(base, new)), boot=tuple(_boot_deltas(base, new, history, across=not failed_only)),
+        rerun=rerun, failed_only=failed_only, scope=len(set(before) | set(after)), still_failing=tuple(still))
 
 
 def _classify(was: str | None, now: str | None, issue: KnownIssue | None) -> str | None:
@@ -222,11 +242,12 @@ def _figure_deltas(base: model.Record, new: model.Record) -> list[Delta]:
     return out
 
 
-def _boot_deltas(base: model.Record, new: model.Record, history: Sequence[model.Record]) -> list[Delta]:
+def _boot_deltas(base: model.Record, new: model.Record, history: Sequence[model.Record], *,
+                 across: bool = True) -> list[Delta]:
     out = []
     samples = [[s for g in r.get("guests", {}).values() for s in [model.boot_seconds(g)] if s is not None]
                for r in (base, new)]
-    if all(len(s) >= HISTORY_MIN for s in samples):
+    if across and all(len(s) >= HISTORY_MIN for s in samples):
         bs, ns = Stats.of_samples(samples[0]), Stats.of_samples(samples[1])
         out.append(Delta("(all guests)", "boot→ssh", "s", bs, ns, threshold(bs, ns, floor=BOOT_ALL_FLOOR_S)))
     for guest, g in sorted(new.get("guests", {}).items()):

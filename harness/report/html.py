@@ -25,6 +25,7 @@ from harness import __version__
 from harness.report import model, stacks, svg
 from harness.report.compare import BOOT_FLOOR_REL, BOOT_FLOOR_S, Comparison, Delta
 from harness.report.known_issues import KnownIssues
+from harness.report.reproduce import reproduce_command
 
 CONSOLE_LINES = 80
 DOMAIN_XML_BYTES = 32 * 1024
@@ -58,6 +59,7 @@ table.matrix td{text-align:center;min-width:70px;font-weight:600}table.matrix td
 .v-error{background:#e1bee7;color:#4a148c}.v-skipped{background:#eeeeee;color:#616161}.v-none{color:#bbb}
 .prov{font-size:10px;vertical-align:super;color:#546e7a}td.wide{max-width:420px;word-break:break-word}
 details{margin:4px 0}summary{cursor:pointer;color:#0d47a1}.small{font-size:12px;color:#666}
+.repro code{background:#f6f8fa;padding:1px 4px;user-select:all}
 """
 
 
@@ -139,6 +141,10 @@ def _header(record: model.Record, counts: Counter[str]) -> str:
         f" QEMU {e(virt.get('qemu', '?'))} · started {e(record.get('started', '?'))},"
         f" finished {e(record.get('finished') or '—')}</p>",
     ]
+    rerun = record.get("rerun_of")
+    if isinstance(rerun, dict):
+        lines.append(f'<p class="meta">rerun of <b>{e(rerun.get("run_id", "?"))}</b>'
+                     + (" (its failed cells only)" if rerun.get("failed_only") else "") + "</p>")
     if record.get("status") not in ("complete", None):
         lines.append(f'<p class="loud">This run did not finish normally (status {e(record.get("status"))}): '
                      "the record holds only what completed.</p>")
@@ -146,7 +152,10 @@ def _header(record: model.Record, counts: Counter[str]) -> str:
 
 
 def _changes(c: Comparison) -> str:
-    out = [f'<section id="changes"><h2>Changes since {e(c.base_run)}</h2>']
+    title = f"Changes since {e(c.base_run)}"
+    if c.rerun:
+        title = f"Rerun of {e(c.base_run)}" + (f": its {c.scope} rerun cells compared" if c.failed_only else "")
+    out = [f'<section id="changes"><h2>{title}</h2>']
     if not c.failed:
         out.append('<p class="ok">No regressions and no loss of native Key Locker.</p>')
     for title, items in (("Regressions (passed → failing)", c.regressions),):
@@ -161,7 +170,9 @@ def _changes(c: Comparison) -> str:
                    "before; results now come from the emulator or nowhere)<ul>"
                    + "".join(f"<li>{e(k)} ({n} tests)</li>" for k, n in by_guest.items())
                    + "</ul></div>")
-    lists = (("Fixes (failing → passed)", c.fixes), ("New failures (new or previously skipped)", c.new_failures),
+    fixes = "Passed on rerun (failing → passed: flaky, or fixed since)" if c.rerun else "Fixes (failing → passed)"
+    lists = (("Still failing (failing both times)", c.still_failing), (fixes, c.fixes),
+             ("New failures (new or previously skipped)", c.new_failures),
              ("New skips", c.new_skips), ("Known issues (not counted)", c.known))
     for title, items in lists:
         if items:
@@ -218,6 +229,7 @@ def _failures(record: model.Record, tests: list[model.Test], known: KnownIssues)
                    f'<p class="reason">{e(t.get("reason", "(no reason recorded)"))}</p>')
         if issue:
             out.append(f'<p class="known-note">{e(issue.describe())} — {e(issue.where)}</p>')
+        out.append(f'<p class="repro">reproduce: <code>{e(reproduce_command(record, t))}</code></p>')
         out.append(_detail_list(t) + "</article>")
     out.append("</section>")
     return "\n".join(out)

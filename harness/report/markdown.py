@@ -11,6 +11,7 @@ import re
 from harness.report import model, stacks
 from harness.report.compare import Comparison, Delta, TestChange
 from harness.report.known_issues import KnownIssues
+from harness.report.reproduce import reproduce_command
 from harness.report.svg import fmt
 
 TOP_FAILURES = 10
@@ -23,6 +24,13 @@ def md(text: object, limit: int = 160) -> str:
     return _SPECIAL.sub(r"\\\1", model.one_line(text, limit))
 
 
+def code(text: str) -> str:
+    """``text`` as inline code, fenced with more backticks than it holds (CommonMark)."""
+    fence = "`" * (max((len(m) for m in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def render_markdown(record: model.Record, *, comparison: Comparison | None = None,
                     known_issues: KnownIssues | None = None, top: int = TOP_FAILURES) -> str:
     known = known_issues or KnownIssues()
@@ -32,6 +40,10 @@ def render_markdown(record: model.Record, *, comparison: Comparison | None = Non
     lines = [f"### klharness run `{record.get('run_id', '?')}`: {verdict} — {model.counts_line(counts)}",
              f"profile `{record.get('profile', '?')}` · accel `{model.accel(record)}` · status "
              f"`{record.get('status', '?')}` · provenance: {model.counts_line(prov, None)}", ""]
+    rerun = record.get("rerun_of")
+    if isinstance(rerun, dict):
+        lines[-1:-1] = [f"rerun of `{md(rerun.get('run_id', '?'), 60)}`"
+                        + (" (its failed cells only)" if rerun.get("failed_only") else "")]
     if comparison is not None:
         lines += [render_comparison(comparison), ""]
     failures = [t for t in record.get("tests", []) if model.failing(t)]
@@ -42,6 +54,7 @@ def render_markdown(record: model.Record, *, comparison: Comparison | None = Non
             issue = known.match(t, model.environment(record, t))
             note = f" _({md(issue.describe(), 120)})_" if issue else ""
             lines.append(f"- `{model.label(t)}` — {md(t.get('reason', 'failed'))}{note}")
+            lines.append(f"  reproduce: {code(reproduce_command(record, t))}")
         lines.append("")
     skipped = [t for t in record.get("tests", []) if t.get("outcome") == "skipped"]
     if skipped:
@@ -56,7 +69,11 @@ def render_markdown(record: model.Record, *, comparison: Comparison | None = Non
 
 def render_comparison(c: Comparison) -> str:
     """The comparison alone (also what ``klharness report compare`` prints)."""
-    lines = [f"**Compared with `{c.base_run}`: "
+    what = f"Compared with `{c.base_run}`"
+    if c.rerun:
+        what = (f"Rerun `{c.new_run}` of `{c.base_run}`"
+                + (f", compared over its {c.scope} rerun cells only" if c.failed_only else ""))
+    lines = [f"**{what}: "
              + (f"{len(c.regressions)} regressions" if c.regressions else "no regressions")
              + (f", EXECUTED KEY LOCKER LOST on {len(c.provenance_lost)} tests" if c.provenance_lost else "") + "**"]
     lines += _changes("Regressions (passed → failing)", c.regressions)
@@ -67,7 +84,9 @@ def render_comparison(c: Comparison) -> str:
             groups[key] = groups.get(key, 0) + 1
         lines.append("- **Provenance lost** (silicon or VMM Key Locker → emulator or nothing): "
                      + "; ".join(f"{md(k)} ({n} tests)" for k, n in groups.items()))
-    lines += _changes("Fixes (failing → passed)", c.fixes)
+    lines += _changes("Still failing (failing both times)", c.still_failing)
+    lines += _changes("Passed on rerun (failing → passed: flaky, or fixed since)" if c.rerun
+                      else "Fixes (failing → passed)", c.fixes)
     lines += _changes("New failures (new or previously skipped tests)", c.new_failures)
     lines += _changes("New skips", c.new_skips)
     lines += _changes("Known issues (not counted)", c.known)
