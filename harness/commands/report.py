@@ -1,4 +1,4 @@
-"""``klharness report html|markdown|compare|stacks|history``: reports from run records.
+"""``klharness report html|markdown|compare|stacks|history|kcidb``: reports from run records.
 
 RUN, BASE and NEW are a run directory or its ``record.json``.  ``compare``
 exits 1 only when there are regressions (passed → failing, not covered by a
@@ -46,6 +46,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     st.add_argument("runs", type=Path, nargs="*", help="run directories whose lifecycle results to show beside them")
     st.add_argument("--sources", action="store_true", help="also list each stack's reason per event")
     st.set_defaults(func=cmd_stacks)
+
+    kc = rsub.add_parser("kcidb", help="the run as KCIDB JSON (KernelCI's results database), schema v5.3")
+    kc.add_argument("run", type=Path, help="run directory or record.json")
+    kc.add_argument("-o", "--output", type=Path, required=True, help="the JSON file to write")
+    kc.add_argument("--origin", required=True,
+                    help="your CI system's KCIDB origin (lowercase letters, digits, _), e.g. klharness_lab1")
+    kc.add_argument("--base-url", help="where RUN is published: the record and kept console logs become output_files")
+    kc.set_defaults(func=cmd_kcidb)
 
     hist = rsub.add_parser("history", help="the last N runs of a results directory, per test and per figure")
     hist.add_argument("directory", type=Path, help="results directory (one subdirectory per run)")
@@ -120,6 +128,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.output:
         write_atomic(args.output, text.encode())
     return EXIT_REGRESSIONS if result.failed else 0
+
+
+def cmd_kcidb(args: argparse.Namespace) -> int:
+    import json
+
+    from harness.report.kcidb import to_kcidb
+    from harness.report.write import run_dir_of
+    from harness.results.record import load_record, write_atomic
+
+    doc = to_kcidb(load_record(args.run), origin=args.origin, base_url=args.base_url, run_dir=run_dir_of(args.run))
+    write_atomic(args.output, (json.dumps(doc, indent=1, default=str) + "\n").encode())
+    print(f"{args.output}: KCIDB v{doc['version']['major']}.{doc['version']['minor']}, {len(doc['tests'])} tests")
+    return 0
 
 
 def cmd_stacks(args: argparse.Namespace) -> int:
