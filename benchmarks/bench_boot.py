@@ -84,7 +84,8 @@ def qemu_argv(art: ImageArtifact, args: argparse.Namespace, port: int, console: 
         argv += ["-drive", f"file={overlay},if=virtio,format=qcow2"]
     if args.rng:
         argv += ["-object", "rng-random,id=rng0,filename=/dev/urandom", "-device", "virtio-rng-pci,rng=rng0"]
-    return argv + args.qemu_arg
+    argv += args.qemu_arg
+    return argv
 
 
 def ssh_greeting(port: int) -> bool:

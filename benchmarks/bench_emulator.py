@@ -29,6 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # runnable from a plain checkout, not only when installed
     sys.path.insert(0, str(REPO))
 
+from bench_report import agreement, paired  # noqa: E402  (a sibling: a script's directory is sys.path[0])
+
 from harness import proc  # noqa: E402
 from harness.cbuild import COMMON_FLAGS, compiler  # noqa: E402
 from harness.paths import CSRC_DIR  # noqa: E402
@@ -50,33 +52,6 @@ def run(binary: Path, *, portable: bool) -> dict[str, Any]:
     return figures
 
 
-SPREAD_BOUND = 0.20  # (p90 - p10) / median of the paired ratios above this: "unstable", not a verdict
-
-
-def paired(r: dict[str, Any], goal: float | None, *, unit: str = "AES-NI") -> str:
-    """A paired ratio with its spread, and its verdict only when the spread allows one."""
-    spread = (r["p90"] - r["p10"]) / r["median"]
-    text = f"{r['median']:.2f} x {unit} (p10 {r['p10']:.2f}, p90 {r['p90']:.2f}, {r['rounds']} paired rounds)"
-    if spread > SPREAD_BOUND:
-        return f"{text}: UNSTABLE (spread {spread:.0%} > {SPREAD_BOUND:.0%}; rerun on a quieter host)"
-    if goal is None:
-        return f"{text} (spread {spread:.0%})"
-    return f"{text}: {'meets' if r['median'] >= goal else 'misses'} the goal >= {goal:.2f} (spread {spread:.0%})"
-
-
-def agreement(runs: list[dict[str, Any]]) -> list[str]:
-    """Whether consecutive runs agree: each ratio's medians across the runs, against SPREAD_BOUND."""
-    lines = [f"across {len(runs)} runs in a row (median of each run):"]
-    for name in runs[0]["ratios"]:
-        medians = [run["ratios"][name]["median"] for run in runs]
-        low, high = min(medians), max(medians)
-        spread = (high - low) / sorted(medians)[len(medians) // 2]
-        verdict = "agree" if spread <= SPREAD_BOUND else "DISAGREE"
-        lines.append(f"  {name:<14} {' '.join(f'{m:.2f}' for m in medians)}  range {spread:.0%}: {verdict} "
-                     f"(bound {SPREAD_BOUND:.0%})")
-    return lines
-
-
 def report(f: dict[str, Any]) -> str:
     def row(label: str, key: str, unit: str) -> str:
         return f"  {label:<44} {f[key]['ns']:9.2f} ns {f[key]['ticks']:9.1f} TSC ticks  per {unit}"
@@ -90,13 +65,13 @@ def report(f: dict[str, Any]) -> str:
         "(a) 8 independent AES-128 blocks",
         row("AES-NI, 8 blocks interleaved", "native_wide8", "8 blocks"),
         row("emulated AESENCWIDE128KL", "emu_wide8", "8 blocks"),
-        f"  -> emulated throughput = {paired(r['wide8'], 0.5 if aesni else None)}",
+        f"  -> emulated throughput = {paired(r['wide8'], 0.5 if aesni else None, unit='AES-NI')}",
         "(b) dependent chain of single blocks",
         row("AES-NI, single block", "native_chain", "block"),
         row("emulated AESENC128KL (klemu_aeskl)", "emu_chain", "block"),
         row("emulated AESENC128KL (klemu_exec, reg file)", "emu_chain_exec", "block"),
-        f"  -> emulated speed = {paired(r['chain'], 1 / 3 if aesni else None)}",
-        f"     via klemu_exec  = {paired(r['chain_exec'], None)}",
+        f"  -> emulated speed = {paired(r['chain'], 1 / 3 if aesni else None, unit='AES-NI')}",
+        f"     via klemu_exec  = {paired(r['chain_exec'], None, unit='AES-NI')}",
         "(c) cold: a new handle every call (cache miss)",
         row("emulated AESENC128KL, unwrap every call", "emu_cold", "block"),
         f"  -> a miss costs {paired(r['cold_over_hit'], None, unit='a hit')}; unwraps per call: "

@@ -22,12 +22,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def run_catalogue(config: Path, results: Path, run_id: str, extra: list[str]) -> tuple[float, dict[str, object]]:
+def run_catalogue(config: Path, results: Path, run_id: str, extra: list[str]) -> tuple[float, dict[str, Any]]:
     argv = [sys.executable, "-m", "pytest", str(REPO / "testcases"), f"--kl-config={config}",
             f"--kl-results={results}", f"--kl-run-id={run_id}", "-p", "no:cacheprovider", "-q", *extra]
     start = time.monotonic()
@@ -38,11 +39,11 @@ def run_catalogue(config: Path, results: Path, run_id: str, extra: list[str]) ->
     return wall, json.loads((results / run_id / "record.json").read_text())
 
 
-def judge_only_overhead(record: dict[str, object]) -> list[float]:
+def judge_only_overhead(record: dict[str, Any]) -> list[float]:
     """Durations of check tests that only judge an already-fetched probe document (pure harness time)."""
     seen: set[str] = set()
     out = []
-    for t in record["tests"]:  # type: ignore[union-attr]
+    for t in record["tests"]:
         if t["test"] == "test_check" and t["outcome"] == "passed":
             if t["guest"] in seen:
                 out.append(t["duration"])
@@ -93,9 +94,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         results = Path(tmp)
         pooled_wall, pooled = run_catalogue(args.config, results, "bench-pooled", extra)
-        tests = len(pooled["tests"])  # type: ignore[arg-type]
+        tests = len(pooled["tests"])
         print(f"pooled : {pooled_wall:7.1f} s wall for {tests} tests "
-              f"({len(pooled['guests'])} guests booted)")  # type: ignore[arg-type]
+              f"({len(pooled['guests'])} guests booted)")
         overhead = judge_only_overhead(pooled)
         if overhead:
             print(f"harness overhead per test (judging a fetched probe document): median "
@@ -103,7 +104,7 @@ def main() -> None:
                   f"{sorted(overhead)[int(len(overhead) * 0.95)] * 1000:.1f} ms over {len(overhead)} tests")
         if not args.skip_naive:
             naive_wall, naive = run_catalogue(args.config, results, "bench-naive", [*extra, "--kl-no-pool"])
-            print(f"naive  : {naive_wall:7.1f} s wall for {len(naive['tests'])} tests "  # type: ignore[arg-type]
+            print(f"naive  : {naive_wall:7.1f} s wall for {len(naive['tests'])} tests "
                   "(a cold boot + probe per test, serial)")
             print(f"speed-up pooled vs naive: {naive_wall / pooled_wall:.1f}x (goal >= 3x)")
     ssh = ssh_overhead()

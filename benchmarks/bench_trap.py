@@ -1,7 +1,7 @@
 """What does one trapped Key Locker instruction cost next to calling the emulator directly?
 
 Builds benchmarks/trap_bench.c against the emulator and trap-layer sources,
-runs it once and prints, from that one run:
+runs it and prints, from one run:
 
   - the direct emulated call (klemu_aeskl, and klemu_exec on a register file);
   - the same AESENC128KL executed for real and completed by the SIGILL trap
@@ -9,9 +9,15 @@ runs it once and prints, from that one run:
   - ENCODEKEY128 under the trap;
   - UD2 with an empty handler: the kernel's signal round trip alone;
 
-and the ratios trapped / direct and trapped / bare signal.
+and the ratios trapped / direct and bare signal / trapped (with two more:
+klemu_exec / klemu_aeskl, trapped ENCODEKEY128 / trapped AESENC128KL).
 
-Run: ``python benchmarks/bench_trap.py``.
+Each ratio is paired, as in bench_emulator.py: both sides alternate in short tries within every round
+on one pinned CPU (each keeping its fastest try), the figure is the median of the per-round ratios
+with its p10-p90, and a spread wider than SPREAD_BOUND is printed as "UNSTABLE".  ``--runs N`` runs
+the measurement N times in a row and says whether the runs' medians agree within the same bound.
+
+Run: ``python benchmarks/bench_trap.py [--runs N]``.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # runnable from a plain checkout, not only when installed
     sys.path.insert(0, str(REPO))
+
+from bench_report import agreement, paired  # noqa: E402  (a sibling: a script's directory is sys.path[0])
 
 from harness import proc  # noqa: E402
 from harness.cbuild import COMMON_FLAGS, compiler  # noqa: E402
@@ -51,25 +59,34 @@ def report(f: dict[str, Any]) -> str:
     def row(label: str, key: str) -> str:
         return f"  {label:<52} {f[key]['ns']:10.1f} ns {f[key]['ticks']:10.0f} TSC ticks"
 
-    trapped, direct = f["trapped_aeskl"]["ns"], f["direct_aeskl"]["ns"]
+    r = f["ratios"]
     lines = [
-        f"emulator path: {f['impl']}   (median of 15 runs after a warm-up; errors: {f['errors']}; "
-        f"instructions trapped: {f['trapped_instructions']})",
+        f"emulator path: {f['impl']}   (pinned to one CPU; {f['rounds']} paired rounds per ratio after a warm-up; "
+        f"errors: {f['errors']}; instructions trapped: {f['trapped_instructions']})",
         row("direct call: klemu_aeskl (AESENC128KL)", "direct_aeskl"),
         row("direct call: klemu_exec on a register file", "direct_exec"),
         row("trapped AESENC128KL (SIGILL round trip + emulation)", "trapped_aeskl"),
         row("trapped ENCODEKEY128", "trapped_encode"),
         row("bare SIGILL round trip (UD2, handler skips it)", "bare_sigill"),
-        f"  -> one trapped AESENC128KL = {trapped / direct:.0f} x the direct call; "
-        f"the signal round trip is {f['bare_sigill']['ns'] / trapped:.0%} of it",
+        f"  -> one trapped AESENC128KL = {paired(r['trapped_over_direct'], None, unit='the direct call')}",
+        f"  -> the bare signal round trip = {paired(r['sigill_share'], None, unit='a trapped AESENC128KL')}",
+        f"  -> klemu_exec = {paired(r['exec_over_aeskl'], None, unit='klemu_aeskl')}",
+        f"  -> trapped ENCODEKEY128 = {paired(r['encode_over_aesenc'], None, unit='a trapped AESENC128KL')}",
     ]
     return "\n".join(lines)
 
 
 def main() -> int:
-    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=1, help="run the measurement this many times in a row "
+                        "and say whether the runs agree (default 1)")
+    args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="klemu-trap-bench-") as tmp:
-        print(report(run(build(Path(tmp)))))
+        binary = build(Path(tmp))
+        runs = [run(binary) for _ in range(max(1, args.runs))]
+        print(report(runs[-1]))
+        if len(runs) > 1:
+            print("\n".join(agreement(runs)))
     return 0
 
 

@@ -2,16 +2,13 @@
  * Timing loops for benchmarks/bench_emulator.py: the emulated Key Locker
  * instructions against plain AES-NI on the same data, in one process.
  *
- * Pinned to one CPU.  Each ratio is its own pair of loops, A and B, measured
- * in REPS rounds after a warm-up.  In a round A and B alternate TRIES times
- * (a fraction of a millisecond each) and each side keeps its fastest try,
- * which drops the tries a preemption landed in; the ratio is the median and
- * p10-p90 of the per-round ratios, so a host that changes speed between
- * rounds moves both sides of every ratio alike.  The per-loop figures are
- * the medians of that loop's side.  Native and emulated loops have the same
- * shape: one call of a non-inlined function per operation, over the same
- * buffer.  Output is one JSON object (nanoseconds and TSC ticks per
- * operation, and the ratios); the Python side prints it.
+ * Each ratio is a paired, interleaved ratio measured by bench_util.h (see
+ * there why): pinned to one CPU, PAIR_ROUNDS rounds of A and B alternating
+ * in short tries, the median and p10-p90 of the per-round ratios.  The
+ * per-loop figures are the medians of that loop's side.  Native and emulated
+ * loops have the same shape: one call of a non-inlined function per
+ * operation, over the same buffer.  Output is one JSON object (nanoseconds
+ * and TSC ticks per operation, and the ratios); the Python side prints it.
  *
  *   (a) wide:  8 independent blocks per op, through a 64 KiB buffer
  *              (AESENCWIDE128KL vs 8 interleaved AES-NI blocks);
@@ -22,19 +19,15 @@
  */
 #define _GNU_SOURCE
 #include <immintrin.h>
-#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <x86intrin.h>
 
 #include "klemu.h"
 #include "bench_util.h"
 
-#define REPS 51 /* rounds per ratio */
-#define TRIES 8 /* A and B alternate this often in a round; each keeps its fastest */
+/* Sizes of one try: a fraction of a millisecond each. */
 #define WIDE_BLOCKS 4096 /* 64 KiB */
 #define WIDE_PASSES 4 /* over the buffer per try */
 #define CHAIN_OPS 10000
@@ -42,10 +35,6 @@
 #define COLD_OPS 1000
 
 #define AESNI __attribute__((target("aes,sse4.1"), noinline))
-
-struct timing {
-	double ns, ticks; /* per operation */
-};
 
 /* ---- native AES-NI reference -------------------------------------------- */
 
@@ -113,7 +102,7 @@ AESNI static void native_enc8(const __m128i *rk, uint8_t blocks[8][16])
 	_mm_storeu_si128((__m128i *)blocks[7], _mm_aesenclast_si128(x7, rk[10]));
 }
 
-/* ---- the measured loops ------------------------------------------------ */
+/* ---- the measured loops: one side of a pair each ------------------------- */
 
 struct bench {
 	struct klemu_ctx *ctx;
@@ -125,230 +114,148 @@ struct bench {
 	uint64_t cold_unwraps, cold_calls; /* (c) must miss the cache on every call */
 };
 
-enum loop {
-	NATIVE_WIDE,
-	EMU_WIDE,
-	NATIVE_CHAIN,
-	EMU_CHAIN,
-	EMU_CHAIN_EXEC,
-	EMU_COLD,
-	LOOP_COUNT
-};
-
-static long run_loop(struct bench *b, enum loop which)
+static long native_wide(void *arg)
 {
-	uint8_t x[16] = {0};
-	struct klemu_regs regs;
+	struct bench *b = arg;
+
+	for (int p = 0; p < WIDE_PASSES; p++)
+		for (int g = 0; g < WIDE_BLOCKS; g += 8)
+			native_enc8(b->rk, &b->buf[g]);
+	return WIDE_PASSES * WIDE_BLOCKS / 8;
+}
+
+static long emu_wide(void *arg)
+{
+	struct bench *b = arg;
 	int zf = 0;
 
-	switch (which) {
-	case NATIVE_WIDE:
-		for (int p = 0; p < WIDE_PASSES; p++)
-			for (int g = 0; g < WIDE_BLOCKS; g += 8)
-				native_enc8(b->rk, &b->buf[g]);
-		return WIDE_PASSES * WIDE_BLOCKS / 8;
-	case EMU_WIDE:
-		for (int p = 0; p < WIDE_PASSES; p++)
-			for (int g = 0; g < WIDE_BLOCKS; g += 8) {
-				klemu_aeswidekl(b->ctx, KLEMU_AESENCWIDE128KL, b->handle, &b->buf[g], &zf);
-				b->errors += zf;
-			}
-		return WIDE_PASSES * WIDE_BLOCKS / 8;
-	case NATIVE_CHAIN:
-		for (int i = 0; i < CHAIN_OPS; i++)
-			native_enc1(b->rk, x);
-		break;
-	case EMU_CHAIN:
-		for (int i = 0; i < CHAIN_OPS; i++) {
-			klemu_aeskl(b->ctx, KLEMU_AESENC128KL, b->handle, x, &zf);
+	for (int p = 0; p < WIDE_PASSES; p++)
+		for (int g = 0; g < WIDE_BLOCKS; g += 8) {
+			klemu_aeswidekl(b->ctx, KLEMU_AESENCWIDE128KL, b->handle, &b->buf[g], &zf);
 			b->errors += zf;
 		}
-		break;
-	case EMU_CHAIN_EXEC:
-		/* What a trap layer pays: the full register-file interface. */
-		memset(&regs, 0, sizeof(regs));
-		for (int i = 0; i < CHAIN_OPS; i++) {
-			klemu_exec(b->ctx, KLEMU_AESENC128KL, &regs, 0, 0, 0, NULL, b->handle);
-			b->errors += (regs.rflags & KLEMU_FLAG_ZF) != 0;
-		}
-		break;
-	case EMU_COLD: {
-		uint64_t before = b->ctx->stats_unwraps;
+	return WIDE_PASSES * WIDE_BLOCKS / 8;
+}
 
-		for (int i = 0; i < COLD_OPS; i++) {
-			klemu_aeskl(b->ctx, KLEMU_AESENC128KL, b->cold[i % COLD_HANDLES], x, &zf);
-			b->errors += zf;
-		}
-		b->cold_unwraps += b->ctx->stats_unwraps - before;
-		b->cold_calls += COLD_OPS;
-		return COLD_OPS;
-	}
-	case LOOP_COUNT:
-		break;
-	}
-	/* Keep the chain's result alive so nothing is optimised away. */
-	__asm__ __volatile__("" : : "r"(x) : "memory");
+static long native_chain(void *arg)
+{
+	struct bench *b = arg;
+	uint8_t x[16] = {0};
+
+	for (int i = 0; i < CHAIN_OPS; i++)
+		native_enc1(b->rk, x);
+	__asm__ __volatile__("" : : "r"(x) : "memory"); /* keep the chain alive: nothing optimised away */
 	return CHAIN_OPS;
 }
 
-/* One ratio's samples: A and B timed back to back in every round, the order
- * swapped every other round, so a host that changes speed between rounds
- * (this often runs in a shared VM) moves both sides of that round alike. */
-struct pair {
-	enum loop a, b;
-	double a_ns[REPS], b_ns[REPS], a_ticks[REPS], b_ticks[REPS];
-};
-
-static void time_loop(struct bench *b, enum loop l, double *ns, double *ticks)
+static long emu_chain(void *arg)
 {
-	double t0 = now_ns();
-	uint64_t c0 = __rdtsc();
-	long ops = run_loop(b, l);
-	uint64_t c1 = __rdtsc();
-	double t1 = now_ns();
+	struct bench *b = arg;
+	uint8_t x[16] = {0};
+	int zf = 0;
 
-	*ns = (t1 - t0) / (double)ops;
-	*ticks = (double)(c1 - c0) / (double)ops;
-}
-
-/* One side's figure for a round: the fastest of its TRIES, which drops the
- * tries a preemption or an interrupt landed in. */
-static void time_min(struct bench *b, enum loop l, int try, double *ns, double *ticks)
-{
-	double n, k;
-
-	time_loop(b, l, &n, &k);
-	if (try == 0 || n < *ns) {
-		*ns = n;
-		*ticks = k;
+	for (int i = 0; i < CHAIN_OPS; i++) {
+		klemu_aeskl(b->ctx, KLEMU_AESENC128KL, b->handle, x, &zf);
+		b->errors += zf;
 	}
+	return CHAIN_OPS;
 }
 
-/* Round r of one pair: A and B alternate TRIES times, each keeping its fastest. */
-static void measure_round(struct bench *b, struct pair *p, int r)
+/* What a trap layer pays: the full register-file interface. */
+static long emu_chain_exec(void *arg)
 {
-	for (int t = 0; t < TRIES; t++) {
-		int a_first = (r + t) & 1;
+	struct bench *b = arg;
+	struct klemu_regs regs;
 
-		if (a_first)
-			time_min(b, p->a, t, &p->a_ns[r], &p->a_ticks[r]);
-		time_min(b, p->b, t, &p->b_ns[r], &p->b_ticks[r]);
-		if (!a_first)
-			time_min(b, p->a, t, &p->a_ns[r], &p->a_ticks[r]);
+	memset(&regs, 0, sizeof(regs));
+	for (int i = 0; i < CHAIN_OPS; i++) {
+		klemu_exec(b->ctx, KLEMU_AESENC128KL, &regs, 0, 0, 0, NULL, b->handle);
+		b->errors += (regs.rflags & KLEMU_FLAG_ZF) != 0;
 	}
+	return CHAIN_OPS;
 }
 
-/* The pairs take turns round by round, so each pair's rounds span the whole
- * run: a host that flips between states during the run widens every ratio's
- * spread (and is reported as unstable) instead of biasing one ratio. */
-static void measure_pairs(struct bench *b, struct pair *pairs[], int n)
+static long emu_cold(void *arg)
 {
-	for (int i = 0; i < n; i++) {
-		run_loop(b, pairs[i]->a); /* warm-up: caches, predictors, clocks */
-		run_loop(b, pairs[i]->b);
+	struct bench *b = arg;
+	uint64_t before = b->ctx->stats_unwraps;
+	uint8_t x[16] = {0};
+	int zf = 0;
+
+	for (int i = 0; i < COLD_OPS; i++) {
+		klemu_aeskl(b->ctx, KLEMU_AESENC128KL, b->cold[i % COLD_HANDLES], x, &zf);
+		b->errors += zf;
 	}
-	for (int r = 0; r < REPS; r++)
-		for (int i = 0; i < n; i++)
-			measure_round(b, pairs[i], r);
+	b->cold_unwraps += b->ctx->stats_unwraps - before;
+	b->cold_calls += COLD_OPS;
+	return COLD_OPS;
 }
 
-static struct timing side(const double *ns, const double *ticks)
-{
-	double n[REPS], k[REPS];
-
-	memcpy(n, ns, sizeof(n));
-	memcpy(k, ticks, sizeof(k));
-	return (struct timing){median(n, REPS), median(k, REPS)};
-}
-
-/* "name": {median, p10, p90} of the per-round ratios time(A)/time(B). */
-static void put_ratio(const char *name, const struct pair *p, int last)
-{
-	double r[REPS];
-
-	for (int i = 0; i < REPS; i++)
-		r[i] = p->a_ns[i] / p->b_ns[i];
-	qsort(r, REPS, sizeof(double), cmp_double);
-	printf("    \"%s\": {\"median\": %.4f, \"p10\": %.4f, \"p90\": %.4f, \"rounds\": %d}%s\n", name,
-	       quantile(r, REPS, 0.5), quantile(r, REPS, 0.1), quantile(r, REPS, 0.9), REPS, last ? "" : ",");
-}
-
-static void put(const char *name, struct timing t, int last)
-{
-	printf("  \"%s\": {\"ns\": %.3f, \"ticks\": %.2f}%s\n", name, t.ns, t.ticks,
-	       last ? "" : ",");
-}
+/* Each pair is its own ratio; the figures per loop are their side's medians. */
+static struct bench bench;
+static struct pair wide = {.a = {native_wide, &bench}, .b = {emu_wide, &bench}},
+		   chain = {.a = {native_chain, &bench}, .b = {emu_chain, &bench}},
+		   exec = {.a = {native_chain, &bench}, .b = {emu_chain_exec, &bench}},
+		   cold = {.a = {emu_cold, &bench}, .b = {emu_chain, &bench}};
 
 int main(void)
 {
-	struct bench b;
 	struct klemu_cpu cpu;
 	struct klemu_iwkey iwkey;
 	uint8_t key[16];
 	uint32_t dest;
+	int pinned = pin_cpu();
 
-	cpu_set_t one;
-	int pinned = getenv("BENCH_CPU") ? atoi(getenv("BENCH_CPU")) : sched_getcpu();
-
-	CPU_ZERO(&one);
-	CPU_SET(pinned, &one);
-	sched_setaffinity(0, sizeof(one), &one); /* one CPU: no migration between the two sides */
 	if (!__builtin_cpu_supports("aes")) {
 		fprintf(stderr, "emu_bench: this CPU has no AES-NI to compare with\n");
 		return 2;
 	}
-	memset(&b, 0, sizeof(b));
-	b.ctx = aligned_alloc(64, (sizeof(*b.ctx) + 63) / 64 * 64);
-	b.buf = aligned_alloc(64, WIDE_BLOCKS * 16);
-	b.cold = malloc(COLD_HANDLES * sizeof(*b.cold));
-	if (!b.ctx || !b.buf || !b.cold)
+	bench.ctx = aligned_alloc(64, (sizeof(*bench.ctx) + 63) / 64 * 64);
+	bench.buf = aligned_alloc(64, WIDE_BLOCKS * 16);
+	bench.cold = malloc(COLD_HANDLES * sizeof(*bench.cold));
+	if (!bench.ctx || !bench.buf || !bench.cold)
 		return 2;
 	klemu_cpu_tigerlake(&cpu);
-	klemu_init(b.ctx, &cpu);
+	klemu_init(bench.ctx, &cpu);
 	for (int i = 0; i < 16; i++)
 		iwkey.integrity[i] = (uint8_t)(0x5a ^ i);
 	for (int i = 0; i < 32; i++)
 		iwkey.enc[i] = (uint8_t)(0xa5 ^ i);
 	iwkey.nobackup = 0;
 	iwkey.keysource = 0;
-	klemu_set_iwkey(b.ctx, &iwkey);
+	klemu_set_iwkey(bench.ctx, &iwkey);
 	for (int i = 0; i < 16; i++)
 		key[i] = (uint8_t)(3 * i + 1);
-	native_expand128(key, b.rk);
-	klemu_encodekey128(b.ctx, 0, key, b.handle, &dest);
+	native_expand128(key, bench.rk);
+	klemu_encodekey128(bench.ctx, 0, key, bench.handle, &dest);
 	for (int h = 0; h < COLD_HANDLES; h++) {
 		key[0] = (uint8_t)h; /* a different key, so a different handle */
-		klemu_encodekey128(b.ctx, 0, key, b.cold[h], &dest);
+		klemu_encodekey128(bench.ctx, 0, key, bench.cold[h], &dest);
 	}
 	for (int i = 0; i < WIDE_BLOCKS * 16; i++)
-		b.buf[i / 16][i % 16] = (uint8_t)(i * 7);
+		bench.buf[i / 16][i % 16] = (uint8_t)(i * 7);
 
-	/* Each pair is its own ratio; the figures per loop are their side's medians. */
-	static struct pair wide = {NATIVE_WIDE, EMU_WIDE}, chain = {NATIVE_CHAIN, EMU_CHAIN},
-			   exec = {NATIVE_CHAIN, EMU_CHAIN_EXEC}, cold = {EMU_COLD, EMU_CHAIN};
-	struct pair *pairs[] = {&wide, &chain, &exec, &cold};
-
-	measure_pairs(&b, pairs, 4);
+	pairs_measure((struct pair *const[]){&wide, &chain, &exec, &cold}, 4);
 	/* Every cold call must have unwrapped, or (c) measures the cache. */
-	double cold_unwraps = (double)b.cold_unwraps / (double)b.cold_calls;
+	double cold_unwraps = (double)bench.cold_unwraps / (double)bench.cold_calls;
 
-	printf("{\n  \"impl\": \"%s\",\n  \"errors\": %d,\n  \"rounds\": %d,\n", klemu_impl_name(), b.errors,
-	       REPS);
-	printf("  \"cold_unwraps_per_op\": %.3f,\n  \"cpu\": %d,\n", cold_unwraps, pinned);
-	put("native_wide8", side(wide.a_ns, wide.a_ticks), 0);
-	put("emu_wide8", side(wide.b_ns, wide.b_ticks), 0);
-	put("native_chain", side(chain.a_ns, chain.a_ticks), 0);
-	put("emu_chain", side(chain.b_ns, chain.b_ticks), 0);
-	put("emu_chain_exec", side(exec.b_ns, exec.b_ticks), 0);
-	put("emu_cold", side(cold.a_ns, cold.a_ticks), 0);
-	printf("  \"ratios\": {\n");
+	printf("{\"impl\": \"%s\", \"errors\": %d, \"rounds\": %d,\n", klemu_impl_name(), bench.errors,
+	       PAIR_ROUNDS);
+	printf("\"cold_unwraps_per_op\": %.3f, \"cpu\": %d,\n", cold_unwraps, pinned);
+	put_timing("native_wide8", side_median(&wide.a), 0);
+	put_timing("emu_wide8", side_median(&wide.b), 0);
+	put_timing("native_chain", side_median(&chain.a), 0);
+	put_timing("emu_chain", side_median(&chain.b), 0);
+	put_timing("emu_chain_exec", side_median(&exec.b), 0);
+	put_timing("emu_cold", side_median(&cold.a), 0);
+	printf("\"ratios\": {\n");
 	put_ratio("wide8", &wide, 0);
 	put_ratio("chain", &chain, 0);
 	put_ratio("chain_exec", &exec, 0);
 	put_ratio("cold_over_hit", &cold, 1);
-	printf("  }\n}\n");
-	free(b.cold);
-	free(b.buf);
-	free(b.ctx);
-	return b.errors ? 1 : 0;
+	printf("}}\n");
+	free(bench.cold);
+	free(bench.buf);
+	free(bench.ctx);
+	return bench.errors ? 1 : 0;
 }

@@ -1,35 +1,30 @@
 /*
  * In-guest timing for benchmarks/bench_qemu_kl.py: Key Locker executed by qemu-kl against AES-NI
- * executed by the same QEMU's TCG, on the same vCPU, in paired, interleaved rounds.
+ * executed by the same QEMU's TCG, on the same vCPU, as paired, interleaved ratios (bench_util.h,
+ * which says why).
  *
  *   chain: AES-128 of one block, each on the previous output: 10 AESENC + AESENCLAST (AES-NI)
  *          against one AESENC128KL (one KL instruction replaces eleven).
  *   wide:  8 independent blocks: AES-NI on 8 registers, round by round, against one
  *          AESENCWIDE128KL.
  *
- * Each round times A then B (B then A in odd rounds, so drift cancels) over the same number of
- * operations; the figure is the median of the per-round ratios A/B with its p10-p90, so a host
- * that changes speed between rounds moves both sides of every ratio alike.  Needs CR4.KL and an
- * IWKey (klhelper).  Output: one JSON object.
+ * The figure is the median of the per-round ratios time(AES-NI)/time(KL) per block with its
+ * p10-p90, so above 1 KL is faster.  Needs CR4.KL and an IWKey (klhelper).  Output: one JSON object.
  */
 #define _GNU_SOURCE
 #include <immintrin.h>
-#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#define PAIR_ROUNDS 31 /* fewer than the default: everything runs under TCG */
 #include "bench_util.h"
 
-#define ROUNDS 31
-#define CHAIN_OPS 100000
-#define WIDE_OPS 20000
+/* Operations of one try, per side.  Returned as blocks, so the figures are per block. */
+#define CHAIN_OPS 12500
+#define WIDE_OPS 2500
 
 #define AESNI __attribute__((target("aes,sse4.1"), noinline))
-
-typedef void (*loop_fn)(void *data, int ops);
 
 /* ---- AES-NI: the key schedule and the two loops -------------------------------------------- */
 
@@ -61,24 +56,25 @@ AESNI static __m128i aesni_block(__m128i b)
 	return _mm_aesenclast_si128(b, rk[10]);
 }
 
-AESNI static void aesni_chain(void *data, int ops)
+AESNI static long aesni_chain(void *data)
 {
 	uint8_t *block = data;
 	__m128i b = _mm_loadu_si128((const __m128i *)block);
 
-	for (int i = 0; i < ops; i++)
+	for (int i = 0; i < CHAIN_OPS; i++)
 		b = aesni_block(b);
 	_mm_storeu_si128((__m128i *)block, b);
+	return CHAIN_OPS;
 }
 
-AESNI static void aesni_wide(void *data, int ops)
+AESNI static long aesni_wide(void *data)
 {
 	uint8_t(*blocks)[16] = data;
 	__m128i b[8];
 
 	for (int j = 0; j < 8; j++)
 		b[j] = _mm_loadu_si128((const __m128i *)blocks[j]);
-	for (int i = 0; i < ops; i++) {
+	for (int i = 0; i < WIDE_OPS; i++) {
 		for (int j = 0; j < 8; j++)
 			b[j] = _mm_xor_si128(b[j], rk[0]);
 		for (int r = 1; r < 10; r++)
@@ -89,6 +85,7 @@ AESNI static void aesni_wide(void *data, int ops)
 	}
 	for (int j = 0; j < 8; j++)
 		_mm_storeu_si128((__m128i *)blocks[j], b[j]);
+	return WIDE_OPS * 8;
 }
 
 /* ---- Key Locker ------------------------------------------------------------------------------ */
@@ -105,8 +102,10 @@ static void make_handle(const uint8_t key[16])
 			 : "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm4", "xmm5", "xmm6");
 }
 
-__attribute__((noinline)) static void kl_chain(void *block, int ops)
+__attribute__((noinline)) static long kl_chain(void *block)
 {
+	int ops = CHAIN_OPS;
+
 	__asm__ volatile("movdqu (%[b]), %%xmm0\n\t"
 			 "1: .byte 0xf3,0x0f,0x38,0xdc,0x07\n\t" /* aesenc128kl xmm0, [rdi] */
 			 "dec %[n]\n\tjnz 1b\n\t"
@@ -114,10 +113,13 @@ __attribute__((noinline)) static void kl_chain(void *block, int ops)
 			 : [n] "+r"(ops)
 			 : [b] "r"(block), "D"(handle)
 			 : "memory", "cc", "xmm0");
+	return CHAIN_OPS;
 }
 
-__attribute__((noinline)) static void kl_wide(void *blocks, int ops)
+__attribute__((noinline)) static long kl_wide(void *blocks)
 {
+	int ops = WIDE_OPS;
+
 	__asm__ volatile("movdqu 0x00(%[b]), %%xmm0\n\tmovdqu 0x10(%[b]), %%xmm1\n\t"
 			 "movdqu 0x20(%[b]), %%xmm2\n\tmovdqu 0x30(%[b]), %%xmm3\n\t"
 			 "movdqu 0x40(%[b]), %%xmm4\n\tmovdqu 0x50(%[b]), %%xmm5\n\t"
@@ -128,76 +130,47 @@ __attribute__((noinline)) static void kl_wide(void *blocks, int ops)
 			 : [n] "+r"(ops)
 			 : [b] "r"(blocks), "D"(handle)
 			 : "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7");
+	return WIDE_OPS * 8;
 }
 
-/* ---- paired rounds ---------------------------------------------------------------------------- */
+/* ---- the pairs ------------------------------------------------------------------------------- */
 
-struct pair {
-	double a_ns[ROUNDS], b_ns[ROUNDS], ratio[ROUNDS];
-};
+static uint8_t x[16], y[16], wx[8][16], wy[8][16];
+static struct pair chain = {.a = {aesni_chain, x}, .b = {kl_chain, y}},
+		   wide = {.a = {aesni_wide, wx}, .b = {kl_wide, wy}};
 
-/* One round: A then B (B then A in odd rounds, so drift cancels), and the ratio A/B. */
-static void time_round(struct pair *p, int r, loop_fn a, void *xa, loop_fn b, void *xb, int ops)
+static void report(const char *name, const struct pair *p, int last)
 {
-	int a_first = !(r & 1);
-	double t0 = now_ns(), t1, t2;
+	struct ratio q = pair_ratio(p);
 
-	(a_first ? a : b)(a_first ? xa : xb, ops);
-	t1 = now_ns();
-	(a_first ? b : a)(a_first ? xb : xa, ops);
-	t2 = now_ns();
-	p->a_ns[r] = a_first ? t1 - t0 : t2 - t1;
-	p->b_ns[r] = a_first ? t2 - t1 : t1 - t0;
-	p->ratio[r] = p->a_ns[r] / p->b_ns[r];
-}
-
-static void report(const char *name, struct pair *p, int ops, int blocks, int last)
-{
-	double a[ROUNDS], b[ROUNDS];
-
-	memcpy(a, p->a_ns, sizeof(a));
-	memcpy(b, p->b_ns, sizeof(b));
-	qsort(a, ROUNDS, sizeof(double), cmp_double);
-	qsort(b, ROUNDS, sizeof(double), cmp_double);
-	qsort(p->ratio, ROUNDS, sizeof(double), cmp_double);
 	printf("\"%s\":{\"aesni_ns_per_block\":%.2f,\"kl_ns_per_block\":%.2f,\"ratio_median\":%.4f,"
 	       "\"ratio_p10\":%.4f,\"ratio_p90\":%.4f,\"rounds\":%d}%s",
-	       name, quantile(a, ROUNDS, 0.5) / ops / blocks, quantile(b, ROUNDS, 0.5) / ops / blocks, quantile(p->ratio, ROUNDS, 0.5),
-	       quantile(p->ratio, ROUNDS, 0.1), quantile(p->ratio, ROUNDS, 0.9), ROUNDS, last ? "" : ",");
+	       name, side_median(&p->a).ns, side_median(&p->b).ns, q.median, q.p10, q.p90, PAIR_ROUNDS,
+	       last ? "" : ",");
 }
 
 int main(void)
 {
 	static const uint8_t key[16] = {0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07,
 					0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f};
-	uint8_t x[16] = {0}, y[16] = {0}, wx[8][16], wy[8][16];
-	static struct pair chain, wide;
-	cpu_set_t one;
 
-	CPU_ZERO(&one);
-	CPU_SET(0, &one);
-	sched_setaffinity(0, sizeof(one), &one);
+	pin_cpu();
 	expand(key);
 	make_handle(key);
 	memset(wx, 1, sizeof(wx));
 	memset(wy, 1, sizeof(wy));
 
 	/* Same key, same start: the two sides must agree, or the comparison means nothing. */
-	aesni_chain(x, 3);
-	kl_chain(y, 3);
+	aesni_chain(x);
+	kl_chain(y);
 	if (memcmp(x, y, 16)) {
 		fprintf(stderr, "qemu_kl_bench: AESENC128KL and AES-NI disagree: is an IWKey loaded (klhelper)?\n");
 		return 1;
 	}
-	aesni_chain(x, CHAIN_OPS / 10); /* warm-up: translation, caches */
-	kl_chain(y, CHAIN_OPS / 10);
-	for (int r = 0; r < ROUNDS; r++) {
-		time_round(&chain, r, aesni_chain, x, kl_chain, y, CHAIN_OPS);
-		time_round(&wide, r, aesni_wide, wx, kl_wide, wy, WIDE_OPS);
-	}
+	pairs_measure((struct pair *const[]){&chain, &wide}, 2);
 	printf("{");
-	report("chain", &chain, CHAIN_OPS, 1, 0);
-	report("wide", &wide, WIDE_OPS, 8, 1);
+	report("chain", &chain, 0);
+	report("wide", &wide, 1);
 	printf("}\n");
 	return 0;
 }

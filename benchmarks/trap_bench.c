@@ -10,36 +10,37 @@
  *   bare_sigill    UD2 with a handler that only advances RIP: the kernel's
  *                  signal round trip alone, the floor under any trap layer
  *
- * Every figure is the median of REPS timed repetitions after a warm-up,
- * the loops taking turns within each repetition.  Output: one JSON object,
- * nanoseconds and TSC ticks per operation.
+ * Each ratio is a paired, interleaved ratio measured by bench_util.h (see
+ * there why).  Every loop is a side of some pair, so every figure comes from
+ * the same interleaved rounds; a loop's own figure is the median of its side
+ * in the first pair below that has it:
+ *
+ *   trapped_over_direct  trapped_aeskl / direct_aeskl
+ *   sigill_share         bare_sigill / trapped_aeskl: the signal round trip's share
+ *   exec_over_aeskl      direct_exec / direct_aeskl: the register-file interface
+ *   encode_over_aesenc   trapped_encode / trapped_aeskl
+ *
+ * Output: one JSON object, nanoseconds and TSC ticks per operation, and the
+ * ratios.
  */
 #define _GNU_SOURCE
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <ucontext.h>
-#include <x86intrin.h>
 
 #include "klemu.h"
 #include "klemu_trap.h"
 #include "bench_util.h"
 
-#define REPS 15
-#define DIRECT_OPS 200000
-#define TRAP_OPS 20000
-
-struct timing {
-	double ns, ticks;
-};
-
-enum loop { DIRECT_AESKL, DIRECT_EXEC, TRAPPED_AESKL, TRAPPED_ENCODE, BARE_SIGILL, LOOP_COUNT };
-
-static const char *const NAMES[LOOP_COUNT] = {"direct_aeskl", "direct_exec", "trapped_aeskl",
-					      "trapped_encode", "bare_sigill"};
+/* Sizes of one try.  A trapped loop leaves the CPU slow for a while after it
+ * (measured here: a 10000-call direct try right after one ran 40% slower per
+ * call), so a direct try is long, about 2 ms, to make that a percent or so.
+ * A trapped try is about 1 ms, so bare_sigill's handler swap (a few syscalls
+ * a try) is about 1% of it. */
+#define DIRECT_OPS 100000
+#define TRAP_OPS 100
 
 static struct klemu_ctx ctx;
 static uint8_t handle[KLEMU_HANDLE128_SIZE];
@@ -55,7 +56,7 @@ static void on_bare_sigill(int sig, siginfo_t *si, void *ucv)
 }
 
 /* The real instruction bytes, as compiled code has them. */
-static int trapped_aesenc(uint8_t block[16])
+static int aesenc128kl(uint8_t block[16])
 {
 	uint8_t zf;
 
@@ -69,7 +70,7 @@ static int trapped_aesenc(uint8_t block[16])
 	return zf;
 }
 
-static void trapped_encode(void)
+static void encodekey128(void)
 {
 	__asm__ volatile("pxor %%xmm0, %%xmm0\n\t"
 			 ".byte 0xf3, 0x0f, 0x38, 0xfa, 0xc0\n\t" /* encodekey128 %eax, %eax */
@@ -77,55 +78,69 @@ static void trapped_encode(void)
 			 : "xmm0", "xmm1", "xmm2", "xmm4", "xmm5", "xmm6", "cc");
 }
 
-static long run_loop(enum loop which)
+static long direct_aeskl(void *arg)
 {
 	uint8_t x[16] = {0};
-	struct klemu_regs regs;
 	int zf = 0;
 
-	switch (which) {
-	case DIRECT_AESKL:
-		for (int i = 0; i < DIRECT_OPS; i++) {
-			klemu_aeskl(&ctx, KLEMU_AESENC128KL, handle, x, &zf);
-			errors += zf;
-		}
-		return DIRECT_OPS;
-	case DIRECT_EXEC:
-		memset(&regs, 0, sizeof(regs));
-		for (int i = 0; i < DIRECT_OPS; i++) {
-			klemu_exec(&ctx, KLEMU_AESENC128KL, &regs, 0, 0, 0, NULL, handle);
-			errors += (regs.rflags & KLEMU_FLAG_ZF) != 0;
-		}
-		return DIRECT_OPS;
-	case TRAPPED_AESKL:
-		for (int i = 0; i < TRAP_OPS; i++)
-			errors += trapped_aesenc(x);
-		return TRAP_OPS;
-	case TRAPPED_ENCODE:
-		for (int i = 0; i < TRAP_OPS; i++)
-			trapped_encode();
-		return TRAP_OPS;
-	case BARE_SIGILL: {
-		struct sigaction sa, old;
-
-		/* The trap's SIGILL handler steps aside for this loop only. */
-		memset(&sa, 0, sizeof(sa));
-		sa.sa_sigaction = on_bare_sigill;
-		sa.sa_flags = SA_SIGINFO;
-		sigemptyset(&sa.sa_mask);
-		klemu_trap_uninstall();
-		sigaction(SIGILL, &sa, &old);
-		for (int i = 0; i < TRAP_OPS; i++)
-			__asm__ volatile("ud2" ::: "memory");
-		sigaction(SIGILL, &old, NULL);
-		klemu_trap_install_ctx(&ctx, "benchmark");
-		return TRAP_OPS;
+	for (int i = 0; i < DIRECT_OPS; i++) {
+		klemu_aeskl(&ctx, KLEMU_AESENC128KL, handle, x, &zf);
+		errors += zf;
 	}
-	case LOOP_COUNT:
-		break;
-	}
-	return 1;
+	return DIRECT_OPS;
 }
+
+static long direct_exec(void *arg)
+{
+	struct klemu_regs regs;
+
+	memset(&regs, 0, sizeof(regs));
+	for (int i = 0; i < DIRECT_OPS; i++) {
+		klemu_exec(&ctx, KLEMU_AESENC128KL, &regs, 0, 0, 0, NULL, handle);
+		errors += (regs.rflags & KLEMU_FLAG_ZF) != 0;
+	}
+	return DIRECT_OPS;
+}
+
+static long trapped_aeskl(void *arg)
+{
+	uint8_t x[16] = {0};
+
+	for (int i = 0; i < TRAP_OPS; i++)
+		errors += aesenc128kl(x);
+	return TRAP_OPS;
+}
+
+static long trapped_encode(void *arg)
+{
+	for (int i = 0; i < TRAP_OPS; i++)
+		encodekey128();
+	return TRAP_OPS;
+}
+
+static long bare_sigill(void *arg)
+{
+	struct sigaction sa, old;
+
+	/* The trap's SIGILL handler steps aside for this loop only. */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_bare_sigill;
+	sa.sa_flags = SA_SIGINFO;
+	sigemptyset(&sa.sa_mask);
+	klemu_trap_uninstall();
+	sigaction(SIGILL, &sa, &old);
+	for (int i = 0; i < TRAP_OPS; i++)
+		__asm__ volatile("ud2" ::: "memory");
+	sigaction(SIGILL, &old, NULL);
+	klemu_trap_install_ctx(&ctx, "benchmark");
+	return TRAP_OPS;
+}
+
+/* The loops work on the file's globals, so no side takes an argument. */
+static struct pair trapped_over_direct = {.a = {trapped_aeskl, NULL}, .b = {direct_aeskl, NULL}};
+static struct pair sigill_share = {.a = {bare_sigill, NULL}, .b = {trapped_aeskl, NULL}};
+static struct pair exec_over_aeskl = {.a = {direct_exec, NULL}, .b = {direct_aeskl, NULL}};
+static struct pair encode_over_aesenc = {.a = {trapped_encode, NULL}, .b = {trapped_aeskl, NULL}};
 
 int main(void)
 {
@@ -133,8 +148,8 @@ int main(void)
 	struct klemu_cpu cpu;
 	struct klemu_iwkey iw;
 	struct klemu_trap_stats stats;
-	double ns[LOOP_COUNT][REPS], ticks[LOOP_COUNT][REPS];
 	uint32_t dest;
+	int pinned = pin_cpu();
 
 	klemu_cpu_tigerlake(&cpu);
 	klemu_init(&ctx, &cpu);
@@ -146,26 +161,21 @@ int main(void)
 		fprintf(stderr, "trap_bench: setup failed: %s\n", klemu_trap_last_error());
 		return 1;
 	}
-	for (int w = 0; w < LOOP_COUNT; w++)
-		run_loop((enum loop)w); /* warm-up */
-	for (int r = 0; r < REPS; r++) {
-		for (int w = 0; w < LOOP_COUNT; w++) {
-			double t0 = now_ns();
-			uint64_t c0 = __rdtsc();
-			long ops = run_loop((enum loop)w);
-			uint64_t c1 = __rdtsc();
-			double t1 = now_ns();
-
-			ns[w][r] = (t1 - t0) / (double)ops;
-			ticks[w][r] = (double)(c1 - c0) / (double)ops;
-		}
-	}
+	pairs_measure((struct pair *const[]){&trapped_over_direct, &sigill_share, &exec_over_aeskl,
+					     &encode_over_aesenc}, 4);
 	klemu_trap_get_stats(&stats);
-	printf("{\"impl\": \"%s\", \"errors\": %d, \"trapped_instructions\": %llu", klemu_impl_name(), errors,
-	       (unsigned long long)stats.emulated);
-	for (int w = 0; w < LOOP_COUNT; w++)
-		printf(", \"%s\": {\"ns\": %.2f, \"ticks\": %.1f}", NAMES[w], median(ns[w], REPS),
-		       median(ticks[w], REPS));
-	printf("}\n");
+	printf("{\"impl\": \"%s\", \"errors\": %d, \"rounds\": %d, \"cpu\": %d, \"trapped_instructions\": %llu,\n",
+	       klemu_impl_name(), errors, PAIR_ROUNDS, pinned, (unsigned long long)stats.emulated);
+	put_timing("direct_aeskl", side_median(&trapped_over_direct.b), 0);
+	put_timing("direct_exec", side_median(&exec_over_aeskl.a), 0);
+	put_timing("trapped_aeskl", side_median(&trapped_over_direct.a), 0);
+	put_timing("trapped_encode", side_median(&encode_over_aesenc.a), 0);
+	put_timing("bare_sigill", side_median(&sigill_share.a), 0);
+	printf("\"ratios\": {\n");
+	put_ratio("trapped_over_direct", &trapped_over_direct, 0);
+	put_ratio("sigill_share", &sigill_share, 0);
+	put_ratio("exec_over_aeskl", &exec_over_aeskl, 0);
+	put_ratio("encode_over_aesenc", &encode_over_aesenc, 1);
+	printf("}}\n");
 	return 0;
 }
