@@ -394,19 +394,26 @@ def test_klharness_run_quiet_shows_neither_the_board_nor_the_log(tmp_path: Path)
     assert "s" * 40 in res.stdout  # pytest's own quiet output, as before
 
 
-def test_klharness_run_on_a_terminal_draws_the_live_board(tmp_path: Path) -> None:
+def _klharness_on_a_terminal(args: list[str], *, timeout: float) -> tuple[int, str]:
+    """``klharness ARGS`` with a pseudo-terminal as stdout and stderr: its exit code and all it wrote."""
     master, slave = pty.openpty()
     env = {**os.environ, "COLUMNS": "120", "LINES": "40", "TERM": "xterm-256color"}
     env.pop("NO_COLOR", None)
-    proc = subprocess.Popen([*KLHARNESS, "run", str(_kl_only(tmp_path)), "--results", str(tmp_path / "res")],
-                            stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, cwd=REPO, env=env)
+    proc = subprocess.Popen([*KLHARNESS, *args], stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, cwd=REPO,
+                            env=env)
     os.close(slave)
     try:
-        seen = _read_all(master, until=time.monotonic() + 240).decode(errors="replace")
+        seen = _read_all(master, until=time.monotonic() + timeout).decode(errors="replace")
     finally:
         os.close(master)
         proc.wait(timeout=60)
-    assert proc.returncode == 0, seen
+    return proc.returncode, seen
+
+
+def test_klharness_run_on_a_terminal_draws_the_live_board(tmp_path: Path) -> None:
+    rc, seen = _klharness_on_a_terminal(["run", str(_kl_only(tmp_path)), "--results", str(tmp_path / "res")],
+                                        timeout=240)
+    assert rc == 0, seen
     board = seen.split("klharness run record")[0]
     assert "\x1b[" in board and "klharness run " in board
     assert re.search(r"complete: (\d+)/\1 tests: \1 skipped", board), board
@@ -416,17 +423,8 @@ def test_klharness_run_on_a_terminal_draws_the_live_board(tmp_path: Path) -> Non
 
 
 def test_a_usage_error_on_a_terminal_leaves_the_error_and_no_empty_board(tmp_path: Path) -> None:
-    master, slave = pty.openpty()
-    env = {**os.environ, "COLUMNS": "120", "TERM": "xterm-256color"}
-    proc = subprocess.Popen([*KLHARNESS, "run", str(_kl_only(tmp_path)), "--profile", "nope", "--results",
-                             str(tmp_path / "res")], stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, cwd=REPO,
-                            env=env)
-    os.close(slave)
-    try:
-        seen = _read_all(master, until=time.monotonic() + 120).decode(errors="replace")
-    finally:
-        os.close(master)
-        proc.wait(timeout=60)
-    assert proc.returncode == 4, seen
+    rc, seen = _klharness_on_a_terminal(["run", str(_kl_only(tmp_path)), "--profile", "nope", "--results",
+                                         str(tmp_path / "res")], timeout=120)
+    assert rc == 4, seen
     assert "profile 'nope': no configs/profiles/nope.yaml" in seen
     assert "klharness run running" not in seen and "\x1b[?25l" not in seen  # no board was ever drawn
