@@ -67,6 +67,8 @@ def pytest_args(inv: Invocation, run_id: str, results_root: Path) -> list[str]:
             out.append(f"{opt}={value}")
     if inv.keyword:
         out += ["-k", inv.keyword]
+    if inv.rootdir:  # a rerun: node ids relative to the first run's rootdir, wherever this one starts
+        out.append(f"--rootdir={inv.rootdir}")
     return out + list(inv.pytest_args)
 
 
