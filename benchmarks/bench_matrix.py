@@ -54,12 +54,12 @@ def judge_only_overhead(record: dict[str, Any]) -> list[float]:
 def ssh_overhead(samples: int = 50) -> list[float]:
     from harness import cbuild
     from harness.config import load_config
-    from harness.guestrun import RunContext, boot
+    from harness.guest.probeguest import RunContext, boot
+    from harness.guest.ssh import generate_keypair
     from harness.images import build_image
     from harness.kl.emuconfig import private_runtime_dir
-    from harness.matrix import plan
+    from harness.plan.matrix import plan
     from harness.results.record import new_run_id
-    from harness.ssh import generate_keypair
     from harness.timeouts import Timeouts
     from harness.virt.accel import choose_accel
     from harness.virt.connection import connect

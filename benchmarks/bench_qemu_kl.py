@@ -31,7 +31,7 @@ if str(REPO) not in sys.path:  # runnable from a plain checkout, not only when i
 from harness import proc  # noqa: E402
 from harness.cbuild import compiler  # noqa: E402
 from harness.config.model import GuestConfig, KlConfig, RunSettings  # noqa: E402
-from harness.oneguest import single_guest  # noqa: E402
+from harness.guest.oneguest import single_guest  # noqa: E402
 from harness.vmm import qemu_kl  # noqa: E402
 
 BENCH_C = Path(__file__).resolve().parent / "qemu_kl_bench.c"

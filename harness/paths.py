@@ -12,6 +12,16 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 CSRC_DIR = PACKAGE_DIR / "csrc"
 REPO_DIR = PACKAGE_DIR.parent
+PROFILE_DIR = REPO_DIR / "configs" / "profiles"
+
+
+def profile_path(name: str) -> Path:
+    """The file of the expectation profile called ``name`` (configs name profiles, load them later)."""
+    return PROFILE_DIR / f"{name}.yaml"
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
 
 
 def cache_dir() -> Path:

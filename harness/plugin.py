@@ -1,7 +1,7 @@
 """klharness as a pytest plugin (entry point ``pytest11``): options, parametrization
 from the matrix, fixtures over the guest pool, and the run record per test.
 
-Thin on purpose: the work lives in harness.session (pool, record, teardown);
+Thin on purpose: the work lives in harness.run.session (pool, record, teardown);
 this module turns config and profile errors into usage errors, capability
 gaps into skips with their reason, and test outcomes into record entries.
 The plugin stays inert for test suites that use none of its fixtures.
@@ -27,16 +27,16 @@ from harness.errors import (
     ImageError,
     VirtError,
 )
-from harness.events import NEEDS_PERSISTENT, NEEDS_SUSPEND
-from harness.guestrun import ProbeGuest, ProbeRun
+from harness.guest.events import NEEDS_PERSISTENT, NEEDS_SUSPEND
+from harness.guest.probeguest import ProbeGuest, ProbeRun
 from harness.kl.checks import expected_check_ids
 from harness.kl.cpuid import Regs, decode, leaf19_words
-from harness.matrix import GuestPlan, lifecycle_events
 from harness.paths import REPO_DIR
-from harness.profiles import Profile, check_config, load_profile
+from harness.plan.matrix import GuestPlan, lifecycle_events
+from harness.plan.profiles import Profile, check_config, load_profile
 from harness.progress.events import NULL_PROGRESS, CellDone, GuestPhase, Planned, RunDone
 from harness.results.invocation import Invocation
-from harness.session import KlSession
+from harness.run.session import KlSession
 
 SESSION_KEY = pytest.StashKey[KlSession]()
 DETAILS_KEY = pytest.StashKey[dict[str, Any]]()
@@ -47,7 +47,7 @@ DEFAULT_CONFIG = REPO_DIR / "configs" / "ci.yaml"
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
-    from harness import hooks
+    from harness.run import hooks
 
     pluginmanager.add_hookspecs(hooks)
 

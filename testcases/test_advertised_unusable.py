@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from harness.guestrun import ProbeRun
+from harness.guest.probeguest import ProbeRun
 
 
 @pytest.mark.kl_guests(kl=True, kl_usable=False, refused=False)

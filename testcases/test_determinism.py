@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from harness.guestrun import ProbeRun
-from harness.matrix import GuestPlan
+from harness.guest.probeguest import ProbeRun
+from harness.plan.matrix import GuestPlan
 
 
 @pytest.mark.kl_guests(kl=True, kl_usable=True, refused=False)

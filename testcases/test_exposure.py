@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from harness.guestrun import ProbeRun
-from harness.matrix import GuestPlan
-from harness.profiles import Profile
+from harness.guest.probeguest import ProbeRun
+from harness.plan.matrix import GuestPlan
+from harness.plan.profiles import Profile
 
 
 @pytest.mark.kl_guests(kl=True, refused=False)

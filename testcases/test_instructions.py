@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.guestrun import ProbeRun
+from harness.guest.probeguest import ProbeRun
 from harness.kl.spec import judge
-from harness.profiles import Profile
+from harness.plan.profiles import Profile
 
 
 def test_check(kl_check: str, kl_probe: ProbeRun, kl_profile: Profile, kl_record: dict[str, Any]) -> None:

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from harness import events, klhelper
 from harness.errors import CapabilityError, MigrationRefused
-from harness.guestrun import ProbeGuest
-from harness.profiles import Profile
+from harness.guest import events, klhelper
+from harness.guest.probeguest import ProbeGuest
+from harness.plan.profiles import Profile
 
 
 @pytest.mark.lifecycle

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from harness import klhelper
-from harness.guestrun import ProbeGuest
+from harness.guest import klhelper
+from harness.guest.probeguest import ProbeGuest
 
 SOURCE_HIDDEN = "KEYLOCKER.md §6: ACRN's hidden-KL checks (CR4.KL -> #GP, backup MSRs -> #GP, 11 x #UD)"
 SOURCE_CR4 = "KEYLOCKER.md §2-3: with CR4.KL=0 AESKLE reads 0 and every KL instruction #UDs"

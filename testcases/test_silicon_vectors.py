@@ -22,8 +22,10 @@ from typing import Any
 
 import pytest
 
-from harness import cbuild, hostcheck, klhelper, proc
-from harness.guestrun import REMOTE_PROBE, ProbeGuest
+from harness import cbuild, proc
+from harness.guest import klhelper
+from harness.guest.probeguest import REMOTE_PROBE, ProbeGuest
+from harness.host import check as hostcheck
 from harness.kl import vectors as v
 from harness.paths import results_dir
 

@@ -1,7 +1,7 @@
 """Guests on qemu-kl for the tests: boot one from a few settings, and the klhelper ring0 file.
 
 Why a support module: tests/test_qemu_kl.py and tests/test_qemu_kl_lifecycle.py boot guests of
-several CPU shapes the same way the run does (harness.guestrun.boot from a GuestConfig), and read
+several CPU shapes the same way the run does (harness.guest.probeguest.boot from a GuestConfig), and read
 klhelper's ring-0 answers the same way.
 """
 
@@ -17,11 +17,11 @@ from virt_support import runtime_root
 
 from harness import cbuild
 from harness.config.model import Config, GuestConfig, KlConfig, RunSettings
-from harness.guestrun import ProbeGuest, RunContext, boot
+from harness.guest.probeguest import ProbeGuest, RunContext, boot
+from harness.guest.ssh import generate_keypair
 from harness.images import build_image
 from harness.kl.emuconfig import private_runtime_dir
-from harness.matrix import plan_guest
-from harness.ssh import generate_keypair
+from harness.plan.matrix import plan_guest
 from harness.timeouts import Timeouts
 from harness.virt.accel import choose_accel
 from harness.virt.registry import RunGuests

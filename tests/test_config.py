@@ -64,7 +64,7 @@ def test_sizes(tmp_path: Path, text: str, mib: int) -> None:
 
 
 def test_lab_knobs(tmp_path: Path) -> None:
-    from harness.matrix import plan
+    from harness.plan.matrix import plan
 
     p = tmp_path / "lab.yaml"
     p.write_text("images:\n  debian: {kernel_package: linux-image-6.9.0-kl-amd64}\nguests:\n  - name: a\n"

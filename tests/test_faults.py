@@ -20,12 +20,12 @@ import pytest
 from harness import cbuild
 from harness.config import load_config
 from harness.errors import GuestError, HostError, SSHError
-from harness.guestrun import ProbeGuest, RunContext, boot
+from harness.guest.probeguest import ProbeGuest, RunContext, boot
+from harness.guest.ssh import generate_keypair
 from harness.images import build_image
 from harness.kl.emuconfig import private_runtime_dir
-from harness.matrix import GuestPlan, plan
+from harness.plan.matrix import GuestPlan, plan
 from harness.results.record import RunRecorder, new_run_id
-from harness.ssh import generate_keypair
 from harness.timeouts import Timeouts
 from harness.virt.accel import choose_accel
 from harness.virt.connection import connect

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from harness import cbuild, hostcheck
+from harness import cbuild
 from harness.cli import main
-from harness.hostverdict import host_uses_kl, render_text, verdicts
+from harness.host import check as hostcheck
+from harness.host.verdict import host_uses_kl, render_text, verdicts
 from harness.kl.cpuid import Regs
 from harness.proc import CommandResult
 

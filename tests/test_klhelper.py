@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from harness import klhelper, proc
+from harness import proc
+from harness.guest import klhelper
 
 MAIN = klhelper.SOURCE_DIR / "klhelper_main.c"
 INSN = klhelper.SOURCE_DIR / "klhelper_insn.c"
@@ -84,12 +85,12 @@ def debian_guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from harness import cbuild
     from harness.config.model import Config, GuestConfig, RunSettings
     from harness.errors import HostError
-    from harness.guestrun import RunContext, boot
+    from harness.guest.probeguest import RunContext, boot
+    from harness.guest.ssh import generate_keypair
     from harness.images import build_image
     from harness.kl.emuconfig import private_runtime_dir
-    from harness.matrix import plan_guest
+    from harness.plan.matrix import plan_guest
     from harness.results.record import new_run_id
-    from harness.ssh import generate_keypair
     from harness.timeouts import Timeouts
     from harness.virt.accel import choose_accel
     from harness.virt.connection import connect

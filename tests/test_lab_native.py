@@ -14,9 +14,9 @@ import pytest
 from harness.config import load_config
 from harness.config.model import Config
 from harness.images.artifact import ImageArtifact
-from harness.matrix import GuestPlan, cells, plan
 from harness.paths import REPO_DIR
-from harness.profiles import check_config, load_profile
+from harness.plan.matrix import GuestPlan, cells, plan
+from harness.plan.profiles import check_config, load_profile
 from harness.virt.accel import AccelChoice
 from harness.virt.domain_xml import QEMU_NS, DomainRuntime, build_domain_xml
 from harness.virt.metadata import RunMetadata

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.config import load_config
-from harness.matrix import cells, plan, resolve_backend
+from harness.plan.matrix import cells, plan, resolve_backend
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -28,12 +28,12 @@ from virt_support import runtime_root
 from harness import cbuild, proc
 from harness.config import load_config
 from harness.errors import HostError, MigrationRefused, VirtError
-from harness.guestrun import ProbeGuest, RunContext, boot
+from harness.guest.probeguest import ProbeGuest, RunContext, boot
+from harness.guest.ssh import KeyPair, generate_keypair
 from harness.images.artifact import FWCFG_KLEMU_CONF, ImageArtifact
 from harness.kl.emuconfig import private_runtime_dir
-from harness.matrix import GuestPlan, plan
 from harness.paths import REPO_DIR
-from harness.ssh import KeyPair, generate_keypair
+from harness.plan.matrix import GuestPlan, plan
 from harness.timeouts import Timeouts
 from harness.virt.accel import choose_accel
 from harness.virt.connection import connect

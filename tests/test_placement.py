@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from harness.config import load_config
-from harness.matrix import plan
-from harness.placement import HostCapability, place
+from harness.plan.matrix import plan
+from harness.plan.placement import HostCapability, place
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -76,8 +76,8 @@ guests:
 
 def test_qemu_kl_guests_need_no_native_host() -> None:
     from harness.config.model import Config, GuestConfig, KlConfig, RunSettings
-    from harness.matrix import plan
-    from harness.placement import HostCapability, place
+    from harness.plan.matrix import plan
+    from harness.plan.placement import HostCapability, place
 
     g = GuestConfig(name="q", kl=KlConfig(enabled=True), vmm="qemu-kl")
     config = Config("x", RunSettings(), (g,))

@@ -10,7 +10,8 @@ import pytest
 from harness.config import load_config
 from harness.errors import ConfigError
 from harness.kl.checks import all_known_check_ids
-from harness.profiles import available_profiles, check_config, load_profile
+from harness.paths import available_profiles
+from harness.plan.profiles import check_config, load_profile
 
 REPO = Path(__file__).resolve().parent.parent
 BAD = sorted((REPO / "tests/data/bad/profile").glob("*.yaml"))

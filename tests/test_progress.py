@@ -264,9 +264,9 @@ class Recorder:
 
 def test_boot_reports_booting_before_the_domain_starts_and_ssh_before_connecting(monkeypatch: pytest.MonkeyPatch,
                                                                                tmp_path: Path) -> None:
-    from harness import guestrun
     from harness.config.model import Config, GuestConfig, KlConfig, RunSettings
-    from harness.matrix import plan
+    from harness.guest import probeguest as guestrun
+    from harness.plan.matrix import plan
 
     progress = Recorder()
     seen: list[str] = []
@@ -303,9 +303,9 @@ def test_boot_reports_booting_before_the_domain_starts_and_ssh_before_connecting
 
 def test_the_session_reports_the_probe_once_per_pooled_guest() -> None:
     from harness.config.model import Config, GuestConfig, KlConfig, RunSettings
-    from harness.guestrun import ProbeRun
-    from harness.profiles import load_profile
-    from harness.session import KlSession
+    from harness.guest.probeguest import ProbeRun
+    from harness.plan.profiles import load_profile
+    from harness.run.session import KlSession
 
     progress = Recorder()
     config = Config("t.yaml", RunSettings(kl_backend="emulated"),

@@ -23,7 +23,7 @@ from test_emulator_vs_model import ANY, Script, random_eax, random_handle, rando
 
 from harness.config.model import KlConfig
 from harness.errors import BuildError
-from harness.guestrun import ProbeGuest
+from harness.guest.probeguest import ProbeGuest
 from harness.kl import refmodel as m
 from harness.kl.spec import judge_all
 from harness.paths import REPO_DIR
@@ -63,7 +63,7 @@ def qkl(ctx: Any) -> Iterator[ProbeGuest]:
 def qkl_hidden(ctx: Any) -> Iterator[ProbeGuest]:
     """Key Locker off in CPUID; klhelper loaded with probe_only=1 (it changes nothing)."""
     with qemu_kl_guest(ctx, "qkl-hidden", KlConfig(enabled=False), vcpus=1, helper=False) as pg:
-        from harness import klhelper
+        from harness.guest import klhelper
 
         result = klhelper.build_and_load(pg.connect(), params=("probe_only=1",), image=pg.image)
         assert result.loaded, result.describe()
@@ -174,7 +174,7 @@ def test_the_backup_msrs_follow_their_access_rules(qkl: ProbeGuest) -> None:
 
 
 def test_backup_and_restore_bring_a_key_back_and_a_nobackup_key_is_never_copied(qkl: ProbeGuest) -> None:
-    from harness import klhelper
+    from harness.guest import klhelper
 
     session = qkl.connect()
     set_known_key(qkl)

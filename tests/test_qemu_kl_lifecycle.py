@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from qemu_kl_support import qemu_kl_guest, run_context, set_known_key
 
-from harness import events, klhelper
 from harness.config.model import KlConfig
 from harness.errors import BuildError, MigrationRefused
-from harness.guestrun import ProbeGuest
+from harness.guest import events, klhelper
+from harness.guest.probeguest import ProbeGuest
 from harness.virt import lifecycle
 from harness.virt.peer import close_run_peers
 from harness.vmm import qemu_kl

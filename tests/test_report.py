@@ -622,7 +622,7 @@ def test_nightly_script_compares_keeps_n_runs_and_fails_only_on_regressions(tmp_
 
 
 def test_the_stacks_table_puts_three_profiles_beside_what_a_run_saw() -> None:
-    from harness.profiles import load_profile
+    from harness.plan.profiles import load_profile
     from harness.report import stacks
 
     record = {"profile": "qemu-kl", "tests": [

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from harness.guest.ssh import generate_keypair, pinned_key_matches
 from harness.kl import refmodel
-from harness.ssh import generate_keypair, pinned_key_matches
 
 REPO = Path(__file__).resolve().parent.parent
 
 CONFTEST = '''
 import json, os
-import harness.guestrun as guestrun
+import harness.guest.probeguest as guestrun
 
 _real = guestrun.fwcfg_entries
 _seen = []

@@ -1,4 +1,4 @@
-"""The run's session (harness/session.py): backend choice, signals, teardown, every host on one path.
+"""The run's session (harness/run/session.py): backend choice, signals, teardown, every host on one path.
 
 Each of the first three was a bug (issue "one run engine"): ``kl_backend: auto`` never asked the
 host and so never chose native; signal handlers were installed on the background boot thread of a
@@ -22,12 +22,12 @@ from typing import Any
 import libvirt
 import pytest
 
-from harness import session as session_mod
 from harness.config.model import Config, GuestConfig, KlConfig, RunSettings
 from harness.errors import VirtError
 from harness.paths import REPO_DIR
-from harness.profiles import load_profile
-from harness.session import KlSession
+from harness.plan.profiles import load_profile
+from harness.run import session as session_mod
+from harness.run.session import KlSession
 
 AUTO = Config("auto.yaml", RunSettings(kl_backend="auto"), (GuestConfig(name="g", kl=KlConfig(enabled=True)),))
 
@@ -52,7 +52,7 @@ def test_auto_follows_the_hosts_key_locker(usable: bool, backend: str) -> None:
 
 
 def test_auto_on_this_host_is_what_host_check_says(tmp_path: Path) -> None:
-    from harness.hostcheck import host_check
+    from harness.host.check import host_check
 
     native = host_check(None)["verdicts"]["native"]
     s = new_session()

@@ -32,8 +32,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.hostcheck import host_check, to_json
-    from harness.hostverdict import render_text
+    from harness.host.check import host_check, to_json
+    from harness.host.verdict import render_text
 
     conn: Any = None
     error = None

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
         print(path)
         print(f"build command: {(path.parent / 'build-command.txt').read_text().strip()}")
         return 0
-    from harness.localprobe import run_local  # heavy only when used
+    from harness.host.localprobe import run_local  # heavy only when used
 
     result = run_local(emulate=args.emulate, timing=not args.no_timing)
     out = args.out or results_dir() / f"local-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}" / "probe.json"

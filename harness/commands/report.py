@@ -144,7 +144,8 @@ def cmd_kcidb(args: argparse.Namespace) -> int:
 
 
 def cmd_stacks(args: argparse.Namespace) -> int:
-    from harness.profiles import available_profiles, load_profile
+    from harness.paths import available_profiles
+    from harness.plan.profiles import load_profile
     from harness.report import stacks
     from harness.results.record import load_record
 

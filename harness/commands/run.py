@@ -162,7 +162,7 @@ def summarize(record: dict[str, Any]) -> str:
 
 def run_plan(args: argparse.Namespace) -> int:
     from harness.config import load_config
-    from harness.matrix import cells, plan
+    from harness.plan.matrix import cells, plan
 
     config = load_config(args.config)
     plans = {p.name: p for p in plan(config)}

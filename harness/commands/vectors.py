@@ -24,7 +24,7 @@ from typing import Any
 
 from harness.config.model import RESTRICTIONS, GuestConfig, KlConfig, RunSettings
 from harness.errors import ConfigError, GuestError
-from harness.oneguest import single_guest
+from harness.guest.oneguest import single_guest
 
 VMM_CHOICES = ("qemu-kl", "kvm")
 STREAM_TIMEOUT = 6 * 3600.0

@@ -255,7 +255,7 @@ def _cross_checks(doc: Located, c: Config) -> None:
 
 def _check_profile_name(doc: Located, name: str) -> None:
     """run.profile must name a profile that exists (a path to a .yaml file is taken as given)."""
-    from harness.profiles import available_profiles, profile_path
+    from harness.paths import available_profiles, profile_path
 
     if name.endswith(".yaml") or profile_path(name).exists():
         return

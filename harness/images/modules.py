@@ -38,7 +38,7 @@ class ModuleSource:
     """An out-of-tree module: its name, the file it builds, and its sources as one archive."""
 
     name: str
-    archive: bytes  # a tar.gz of the sources (harness.klhelper.source_archive)
+    archive: bytes  # a tar.gz of the sources (harness.guest.klhelper.source_archive)
 
 
 def headers_packages(kernel_version: str) -> list[debs.Package]:

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from harness.progress.events import CellDone, GuestPhase, Planned, RunDone, RunEvent
-from harness.report.model import FAILING, counts_line
+from harness.report.model import counts_line
+from harness.results.record import FAILING
 
 RECENT_FAILURES = 5  # shown under the terminal board
 WAITING = "waiting"

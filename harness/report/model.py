@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.results.record import FAILING as FAILING  # re-exported: the reports' one vocabulary
+from harness.results.record import failing as failing
+
 Record = dict[str, Any]
 Test = dict[str, Any]
 
 # Order in which verdicts are shown: what needs attention first.
 VERDICTS = ("failed", "error", "passed", "skipped")
-FAILING = frozenset({"failed", "error"})
 NO_PROVENANCE = "n/a"
 
 # Boot phases in the order they happen, derived from the guest's timings (seconds).
@@ -33,10 +35,6 @@ BOOT_PHASE_HELP = {
     "probe": "one klprobe run",
     "teardown": "destroy and undefine the domain",
 }
-
-
-def failing(test: Test) -> bool:
-    return test.get("outcome") in FAILING
 
 
 def what(test: Test) -> str:

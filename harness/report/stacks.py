@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.config.model import LIFECYCLE_EVENTS
-from harness.profiles import Profile
+from harness.plan.profiles import Profile
 
 STACKS = ("emulated", "emulated-random", "qemu-kl", "kvm-kl-rfc")
 
@@ -95,6 +95,7 @@ def for_record(record: dict[str, Any]) -> list[list[str]] | None:
     """The table with this run's lifecycle results, or None when the run had no lifecycle tests."""
     if not observed(record):
         return None
-    from harness.profiles import available_profiles, load_profile
+    from harness.paths import available_profiles
+    from harness.plan.profiles import load_profile
 
     return table({s: load_profile(s) for s in STACKS if s in available_profiles()}, [record])

@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
-from harness.paths import REPO_DIR
-from harness.profiles import profile_path
+from harness.paths import REPO_DIR, profile_path
 from harness.redact import MASK, redact_uri
 
 

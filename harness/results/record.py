@@ -24,6 +24,13 @@ SCHEMA = "klharness.run"
 SCHEMA_VERSION = 1
 
 
+FAILING = frozenset({"failed", "error"})  # test outcomes that need attention (a rerun --failed repeats them)
+
+
+def failing(test: dict[str, Any]) -> bool:
+    return test.get("outcome") in FAILING
+
+
 def new_run_id() -> str:
     """``YYYYmmdd-HHMMSS-xxxx``: sortable, unique enough for two runs in one second."""
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"

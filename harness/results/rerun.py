@@ -16,8 +16,8 @@ from typing import Any
 
 from harness.errors import ConfigError
 from harness.paths import REPO_DIR
-from harness.report.model import failing
 from harness.results.invocation import Invocation, RerunOf
+from harness.results.record import failing
 
 
 def failed_cells(record: dict[str, Any]) -> list[str]:

@@ -28,11 +28,11 @@ from harness.virt.domain_xml import DomainRuntime, boot_kernel, build_domain_xml
 from harness.virt.guest import Guest, make_workdir
 from harness.virt.metadata import DOMAIN_PREFIX, RunMetadata
 from harness.virt.overlay import create_overlay
-from harness.virt.pool import STAGED_FEATURE
 from harness.virt.ports import free_loopback_port, is_hostfwd_conflict
 from harness.virt.qemu_access import check_qemu_can_read
 from harness.virt.registry import RunGuests
 from harness.virt.spec import FwCfgEntry, GuestSpec, spec_key
+from harness.virt.storage import STAGED_FEATURE
 from harness.wait import NotYet, wait_for
 
 log = logging.getLogger(__name__)

@@ -99,3 +99,19 @@ def harness_alive(meta: RunMetadata) -> bool:
     if not start:
         return False
     return not meta.pid_start or start == meta.pid_start
+
+
+@dataclass
+class Reaped:
+    """One thing the reaper removed (a domain, or a work directory left without one)."""
+
+    what: str  # domain name or directory path
+    run_id: str
+    reason: str
+    actions: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        done = ", ".join(self.actions) or "nothing to do"
+        failed = f"; FAILED: {'; '.join(self.errors)}" if self.errors else ""
+        return f"{self.what} (run {self.run_id or '?'}, {self.reason}): {done}{failed}"

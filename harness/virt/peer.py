@@ -51,8 +51,7 @@ from harness.timeouts import DEFAULT_TIMEOUTS, Timeouts
 from harness.virt.bounded import bounded
 from harness.virt.connection import connect, is_no_domain
 from harness.virt.guest import UNDEFINE_FLAGS, runtime_root
-from harness.virt.metadata import RunMetadata, harness_alive, process_start
-from harness.virt.reaper import Reaped
+from harness.virt.metadata import Reaped, RunMetadata, harness_alive, process_start
 from harness.wait import NotYet, wait_for
 
 log = logging.getLogger(__name__)

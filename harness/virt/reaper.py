@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,25 +26,10 @@ from harness.timeouts import DEFAULT_TIMEOUTS, Timeouts
 from harness.virt.bounded import bounded
 from harness.virt.connection import is_no_domain, libvirt_error
 from harness.virt.guest import UNDEFINE_FLAGS, WORKDIR_MARKER, runtime_root
-from harness.virt.metadata import DOMAIN_PREFIX, RunMetadata, harness_alive
+from harness.virt.metadata import DOMAIN_PREFIX, Reaped, RunMetadata, harness_alive
+from harness.virt.peer import reap_peers
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Reaped:
-    """One thing the reaper removed (a domain, or a work directory left without one)."""
-
-    what: str  # domain name or directory path
-    run_id: str
-    reason: str
-    actions: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    def describe(self) -> str:
-        done = ", ".join(self.actions) or "nothing to do"
-        failed = f"; FAILED: {'; '.join(self.errors)}" if self.errors else ""
-        return f"{self.what} (run {self.run_id or '?'}, {self.reason}): {done}{failed}"
 
 
 def _select(meta: RunMetadata | None, name: str, run_id: str | None, everything: bool) -> str | None:
@@ -72,8 +56,6 @@ def reap(conn: Any, *, run_id: str | None = None, everything: bool = False, loca
     """
     out: list[Reaped] = []
     if local:  # peer daemons of dead runs first: their domains are not on ``conn``
-        from harness.virt.peer import reap_peers  # peer imports this module
-
         out += reap_peers((workdir_root or runtime_root()) / "peers", run_id=run_id, everything=everything,
                           timeouts=timeouts)
     try:

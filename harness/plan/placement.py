@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.config.model import Config
-from harness.matrix import GuestPlan, lifecycle_events
+from harness.plan.matrix import GuestPlan, lifecycle_events
 
 
 @dataclass(frozen=True)

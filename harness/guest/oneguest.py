@@ -17,13 +17,13 @@ from pathlib import Path
 
 from harness import cbuild
 from harness.config.model import Config, GuestConfig, RunSettings
-from harness.guestrun import ProbeGuest, RunContext, boot
+from harness.guest.probeguest import ProbeGuest, RunContext, boot
+from harness.guest.ssh import generate_keypair
 from harness.images import build_image
 from harness.kl.emuconfig import private_runtime_dir
-from harness.matrix import plan_guest
+from harness.plan.matrix import plan_guest
 from harness.redact import redact_uri
 from harness.results.record import new_run_id
-from harness.ssh import generate_keypair
 from harness.timeouts import Timeouts, from_environment
 from harness.virt.accel import choose_accel
 from harness.virt.capcache import require_stable

@@ -21,29 +21,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import cbuild, hostfacts
+from harness import cbuild
 from harness.config.model import LOCAL_PEER, Config, HostConfig
 from harness.errors import CapabilityError, KlharnessError, VirtError
-from harness.guestrun import ProbeGuest, ProbeRun, RunContext, boot
-from harness.hostcheck import host_check
+from harness.guest.probeguest import ProbeGuest, ProbeRun, RunContext, boot
+from harness.guest.ssh import KeyPair, generate_keypair
+from harness.host import check as hostcheck
+from harness.host.check import host_check
 from harness.images import build_image
 from harness.images.artifact import ImageArtifact
 from harness.kl.emuconfig import private_runtime_dir
-from harness.matrix import GuestPlan, plan
-from harness.placement import HostCapability, Placement, place
-from harness.profiles import Profile
+from harness.plan.matrix import GuestPlan, plan
+from harness.plan.placement import HostCapability, Placement, place
+from harness.plan.profiles import Profile
 from harness.progress.events import NULL_PROGRESS, GuestPhase, Progress
 from harness.redact import redact_uri
 from harness.results.record import RunRecorder, new_run_id
-from harness.ssh import KeyPair, generate_keypair
 from harness.timeouts import from_environment
 from harness.virt.accel import choose_accel
 from harness.virt.capcache import require_stable
 from harness.virt.connection import connect_resilient, is_local
 from harness.virt.peer import close_run_peers, run_peer
-from harness.virt.pool import delete_volumes, stage_file, stage_image
 from harness.virt.reaper import reap
 from harness.virt.registry import RunGuests
+from harness.virt.storage import delete_volumes, stage_file, stage_image
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ class KlSession:
         reaped = reap(conn, local=True) if local else []
         accel = choose_accel(self.config.run.accel, local=local)
         keypair, probe = self._shared()
-        facts = hostfacts.collect(conn)
+        facts = hostcheck.run_facts(conn)
         facts["accel"] = {"accel": accel.accel, "reason": accel.reason}
         facts["name"] = cfg.name
         self._host_checks[cfg.name] = facts.get("host_check", {})

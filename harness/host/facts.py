@@ -12,7 +12,6 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from harness.errors import KlharnessError
 from harness.redact import redact_uri
 
 
@@ -48,6 +47,8 @@ def _version(n: int) -> str:
 
 
 def collect(conn: Any | None = None) -> dict[str, Any]:
+    """This machine's kernel, CPU and Python, and the daemon's versions; the run record adds the host
+    check to these (:func:`harness.host.check.run_facts`)."""
     facts: dict[str, Any] = {
         "kernel": platform.release(),
         "machine": platform.machine(),
@@ -56,10 +57,4 @@ def collect(conn: Any | None = None) -> dict[str, Any]:
     }
     if conn is not None:
         facts["libvirt"] = libvirt_facts(conn)
-    try:
-        from harness.hostcheck import host_check
-
-        facts["host_check"] = host_check(conn)
-    except KlharnessError as err:
-        facts["host_check"] = {"error": str(err)}
     return facts

@@ -37,7 +37,7 @@ _LOG_LINE = re.compile(r"klhelper: .*")
 
 
 class Remote(Protocol):
-    """What the helper needs of a shell on the target: ``harness.ssh.Session`` fits."""
+    """What the helper needs of a shell on the target: ``harness.guest.ssh.Session`` fits."""
 
     def run(self, argv: Any, *, timeout: float | None = None, stdin: bytes | None = None,
             check: bool = False) -> Any: ...

@@ -4,7 +4,7 @@ Why one command: on a lab host nothing may be assumed (KEYLOCKER.md §6) —
 firmware can keep KL off, a stock kernel never sets CR4.KL, the KL kernel
 series refuses without locked GDS/RFDS mitigations, mainline KVM hides KL,
 stock QEMU and libvirt have no name for it.  Each of those is read here, from
-the layer that decides it, and :mod:`harness.hostverdict` turns the facts into
+the layer that decides it, and :mod:`harness.host.verdict` turns the facts into
 one verdict per backend with every reason.
 
 Everything is read, never changed (the CPUID-faulting probe asks to keep
@@ -39,8 +39,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from harness import cbuild, hostfacts, proc
+from harness import cbuild, proc
 from harness.errors import KlharnessError
+from harness.host import facts as hostfacts
 from harness.kl.cpuid import CPUID7_ECX_KL, Regs
 from harness.kl.observations import parse_probe_output
 from harness.redact import redact_uri
@@ -397,7 +398,7 @@ def host_check(conn: Any | None = None, *, uri: str | None = None,
     says why there is none (a failed connect), else libvirt is "not checked".
     ``local`` defaults to "the URI names this host" (True without a URI).
     """
-    from harness.hostverdict import verdicts
+    from harness.host.verdict import verdicts
     from harness.virt.connection import is_local
 
     if conn is not None and uri is None:
@@ -426,6 +427,17 @@ def host_check(conn: Any | None = None, *, uri: str | None = None,
                                  "itself and send that file along")
     report["verdicts"] = verdicts(report)
     return report
+
+
+def run_facts(conn: Any | None) -> dict[str, Any]:
+    """What a run records about a host: the facts of :mod:`harness.host.facts` and the host check (or why
+    it could not be made: a run goes on without it)."""
+    facts = hostfacts.collect(conn)
+    try:
+        facts["host_check"] = host_check(conn)
+    except KlharnessError as err:
+        facts["host_check"] = {"error": str(err)}
+    return facts
 
 
 def to_json(report: dict[str, Any]) -> str:

@@ -3,7 +3,7 @@
 Why this layer: the run command and the pytest catalogue both need "boot this
 plan, get a shell, run klprobe, survive lifecycle events" with the same
 timeouts, the same secret handling and the same artefacts; harness.virt knows
-domains, harness.ssh knows sessions, this module joins them for Key Locker.
+domains, harness.guest.ssh knows sessions, this module joins them for Key Locker.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import GuestError, ProbeOutputError, SSHError
+from harness.guest.ssh import KeyPair, Session
 from harness.images.artifact import FWCFG_AUTHORIZED_KEY, FWCFG_KLEMU_CONF, ImageArtifact
 from harness.kl import emuconfig
 from harness.kl.observations import Observation, ProbeDocument, parse_probe_output, with_vmm_provenance
-from harness.matrix import GuestPlan
+from harness.plan.matrix import GuestPlan
 from harness.progress.events import NULL_PROGRESS, GuestPhase, Progress
-from harness.ssh import KeyPair, Session
 from harness.timeouts import Timeouts
 from harness.virt.accel import AccelChoice
 from harness.virt.guest import Guest
@@ -98,7 +98,7 @@ class ProbeGuest:
 
     def _load_helper(self, session: Session) -> None:
         """Build and insmod klhelper (lab): it sets CR4.KL, which a stock guest kernel never does."""
-        from harness import klhelper
+        from harness.guest import klhelper
 
         result = klhelper.build_and_load(session, params=self.plan.config.helper_params, image=self.image)
         self.timings["helper_build"] = result.build_seconds

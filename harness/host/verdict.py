@@ -1,7 +1,7 @@
 """Verdicts of the host check: which backends can run here, each with every reason.
 
 Why pure functions over the report dict: the facts come from a real host
-(:mod:`harness.hostcheck`), a JSON file a lab sent back, or a test's
+(:mod:`harness.host.check`), a JSON file a lab sent back, or a test's
 hand-written Tiger Lake; the verdict must be the same for all three and
 testable without any of that hardware.
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 from harness.errors import CapabilityError, GuestError, HostError
-from harness.guestrun import ProbeGuest, fwcfg_entries
+from harness.guest.probeguest import ProbeGuest, fwcfg_entries
 from harness.virt import lifecycle
 from harness.virt.connection import is_local
 from harness.virt.migrate import migrate_live

@@ -22,9 +22,8 @@ from harness.config.yamlpos import Located, load_yaml
 from harness.errors import ConfigError
 from harness.kl.checks import all_known_check_ids
 from harness.kl.spec import ARCHITECTURE, OUTCOMES, Expectation, Rule
-from harness.paths import REPO_DIR
+from harness.paths import REPO_DIR, available_profiles, profile_path
 
-PROFILE_DIR = REPO_DIR / "configs" / "profiles"
 HANDLE_OUTCOMES = ("valid", "invalid", "refused", "skip")
 HIDEABLE_BITS = ("nobackup", "random_keysource")
 
@@ -106,14 +105,6 @@ EVENT_SETTINGS = (
     f.Setting("no_helper_restore", lambda v: v, None,
               "the expectation for guests whose klhelper does not restore the IWKey (helper params restore=0)"),
 )
-
-
-def profile_path(name: str) -> Path:
-    return PROFILE_DIR / f"{name}.yaml"
-
-
-def available_profiles() -> list[str]:
-    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
 
 
 def load_profile(name_or_path: str | Path) -> Profile:
