@@ -28,6 +28,7 @@ from harness.progress.events import CellDone, GuestPhase, Planned, RunDone, RunE
 from harness.progress.live import render
 from harness.progress.plain import LineLog
 from harness.progress.pytest_plugin import ProgressPlugin
+from harness.timeouts import Timeouts
 
 REPO = Path(__file__).resolve().parent.parent
 KLHARNESS = [sys.executable, "-m", "harness.cli"]
@@ -274,12 +275,16 @@ def test_boot_reports_booting_before_the_domain_starts_and_ssh_before_connecting
     class FakeGuest:
         timings: dict[str, float] = {}  # noqa: RUF012
 
+    deadlines: list[Any] = []
+
     def fake_launch(*args: Any, **kwargs: Any) -> FakeGuest:
         seen.append(f"launch after {[e.phase for e in progress.events]}")  # type: ignore[union-attr]
+        deadlines.append(kwargs["deadline"])
         return FakeGuest()
 
-    def fake_connect(self: guestrun.ProbeGuest) -> None:
+    def fake_connect(self: guestrun.ProbeGuest, deadline: Any = None) -> None:
         seen.append(f"connect after {[e.phase for e in progress.events]}")  # type: ignore[union-attr]
+        deadlines.append(deadline)
 
     monkeypatch.setattr(guestrun, "launch", fake_launch)
     monkeypatch.setattr(guestrun.ProbeGuest, "connect", fake_connect)
@@ -294,11 +299,13 @@ def test_boot_reports_booting_before_the_domain_starts_and_ssh_before_connecting
     config = Config("t.yaml", RunSettings(kl_backend="emulated"),
                     (GuestConfig(name="kl-a", kl=KlConfig(enabled=True)),))
     p = plan(config)[0]
-    ctx = guestrun.RunContext("r1", Conn(), Keys(), None, None, tmp_path, None, tmp_path,  # type: ignore[arg-type]
-                              progress=progress)
+    ctx = guestrun.RunContext("r1", Conn(), Keys(), Timeouts(boot=77.0), None, tmp_path,  # type: ignore[arg-type]
+                              None, tmp_path, progress=progress)  # type: ignore[arg-type]
     guestrun.boot(ctx, p, None, suffix="-reboot")  # type: ignore[arg-type]
     assert progress.events == [GuestPhase("kl-a-reboot", "boot"), GuestPhase("kl-a-reboot", "ssh")]
     assert seen == ["launch after ['boot']", "connect after ['boot', 'ssh']"]
+    # One boot budget for the console marker and the SSH greeting, not one each.
+    assert deadlines[0] is deadlines[1] and deadlines[0].seconds == 77.0
 
 
 def test_the_session_reports_the_probe_once_per_pooled_guest() -> None:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from harness.errors import CapabilityError, GuestError, HostError
+from harness.errors import CapabilityError, HostError
 from harness.guest.probeguest import ProbeGuest, fwcfg_entries
 from harness.virt import lifecycle
 from harness.virt.connection import is_local
 from harness.virt.migrate import migrate_live
 from harness.virt.peer import run_peer
+from harness.wait import NotYet, wait_for
 
 # Events that need a persistent (defined) domain rather than a transient one.
 NEEDS_PERSISTENT = frozenset({"managed-save"})
@@ -53,11 +54,12 @@ def vcpu_hotplug(pg: ProbeGuest) -> dict[str, float]:
     took = lifecycle.add_vcpus(pg.guest, before + 1)
     new_cpu = before  # CPUs are numbered from 0: the new one is N
     online = f"/sys/devices/system/cpu/cpu{new_cpu}/online"
-    deadline = time.monotonic() + pg.ctx.timeouts.exec
-    while pg.run(["test", "-e", online]).rc != 0:
-        if time.monotonic() > deadline:
-            raise GuestError(f"guest {pg.name}: {online} never appeared after hot-plug")
-        time.sleep(0.1)
+
+    def appeared() -> None:
+        if pg.run(["test", "-e", online]).rc != 0:
+            raise NotYet(f"no {online} yet")
+
+    wait_for(f"guest {pg.name}: {online} after hot-plug", appeared, timeout=pg.ctx.timeouts.exec, initial=0.1)
     pg.run(f"echo 1 > {online}", check=True)
     return {"add_vcpus": took, "new_cpu": float(new_cpu)}
 
@@ -98,12 +100,13 @@ def suspend(pg: ProbeGuest) -> dict[str, float]:
            check=True)
     pg.drop_session()
     start = time.monotonic()
-    deadline = start + pg.ctx.timeouts.wakeup
-    while pg.guest.state() != "pmsuspended":
-        if time.monotonic() > deadline:
-            raise GuestError(f"guest {pg.name} did not suspend to RAM within {pg.ctx.timeouts.wakeup:.0f}s "
-                             f"(state {pg.guest.state()}); console tail:\n{pg.guest.console.tail(15)}")
-        time.sleep(0.1)
+
+    def suspended_to_ram() -> None:
+        if (state := pg.guest.state()) != "pmsuspended":
+            raise NotYet(f"state {state}")
+
+    wait_for(f"guest {pg.name} to suspend to RAM", suspended_to_ram, timeout=pg.ctx.timeouts.wakeup, initial=0.1,
+             detail=lambda: "console tail:\n" + pg.guest.console.tail(15))
     suspended = time.monotonic() - start
     woke = lifecycle.pm_wakeup(pg.guest)
     pg.connect()

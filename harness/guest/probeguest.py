@@ -28,6 +28,7 @@ from harness.virt.guest import Guest
 from harness.virt.launch import launch
 from harness.virt.registry import RunGuests
 from harness.virt.spec import FwCfgEntry
+from harness.wait import Deadline
 
 log = logging.getLogger(__name__)
 
@@ -77,14 +78,19 @@ class ProbeGuest:
     def name(self) -> str:
         return self.guest.name
 
-    def connect(self) -> Session:
-        """(Re)connect SSH and make sure the probe is in place (a reboot empties /tmp)."""
+    def connect(self, deadline: Deadline | None = None) -> Session:
+        """(Re)connect SSH and make sure the probe is in place (a reboot empties /tmp).
+
+        ``deadline``: what is left of a boot budget already being spent (the first boot); a reconnect
+        after an event gets a full ``Timeouts.boot`` for the SSH greeting.
+        """
         if self.session is not None:
             self.session.close()
         start = time.monotonic()
         self.session = Session.connect(
             "127.0.0.1", self.guest.ssh_port, user=self.image.ssh_user, key=self.ctx.keypair,
-            host_key=self.image.host_key, timeouts=self.ctx.timeouts, deadline=self.ctx.timeouts.boot,
+            host_key=self.image.host_key, timeouts=self.ctx.timeouts,
+            deadline=deadline or Deadline(self.ctx.timeouts.boot, "SSH reconnect"),
             detail=lambda: "console tail:\n" + self.guest.console.tail(20))
         self.timings["ssh_connect"] = time.monotonic() - start
         start = time.monotonic()
@@ -201,15 +207,17 @@ def boot(ctx: RunContext, plan: GuestPlan, image: ImageArtifact, *, suffix: str 
     console = ctx.artifacts / spec.name / "console.log"
     console.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
+    deadline = Deadline(ctx.timeouts.boot, "boot")  # console marker and SSH greeting, together
     ctx.progress.emit(GuestPhase(spec.name, "boot"))
     guest = launch(ctx.conn, spec, image, run_id=ctx.run_id, accel=ctx.accel, fwcfg=entries,
-                   console_log=console, registry=ctx.registry, timeouts=ctx.timeouts, stage=ctx.stage)
+                   console_log=console, registry=ctx.registry, timeouts=ctx.timeouts, stage=ctx.stage,
+                   deadline=deadline)
     pg = ProbeGuest(plan, guest, ctx, image, secret)
     pg.timings.update({f"virt_{k}": v for k, v in guest.timings.items()})
     pg.timings["boot_total"] = time.monotonic() - start
     ctx.progress.emit(GuestPhase(spec.name, "ssh"))
     try:
-        pg.connect()
+        pg.connect(deadline)
     except (SSHError, GuestError):
         pg.teardown(keep=True)
         raise

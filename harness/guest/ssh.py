@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from harness.errors import SSHError
 from harness.timeouts import Timeouts
-from harness.wait import NotYet, wait_for
+from harness.wait import Deadline, NotYet, wait_for
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class Session:
 
     @classmethod
     def connect(cls, host: str, port: int, *, user: str, key: KeyPair, host_key: str | None,
-                timeouts: Timeouts, deadline: float | None = None,
+                timeouts: Timeouts, deadline: float | Deadline | None = None,
                 detail: Callable[[], str] | None = None) -> Session:
         """Wait for the greeting, then handshake, verify the pinned host key, authenticate.
 

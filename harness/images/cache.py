@@ -29,6 +29,7 @@ from harness.images import manifest as mf
 from harness.images.artifact import ImageArtifact
 from harness.images.recipe import KEY_LENGTH, Plan, Recipe
 from harness.paths import cache_dir
+from harness.wait import NotYet, wait_for
 
 log = logging.getLogger(__name__)
 
@@ -66,21 +67,20 @@ def entry_lock(directory: Path, *, timeout: float = LOCK_TIMEOUT) -> Iterator[No
     path = locks / f"{directory.name}.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        deadline = time.monotonic() + timeout
-        waited = False
-        while True:
+        waited: list[str] = []
+
+        def take() -> None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except BlockingIOError:
                 holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
                 if not waited:
                     log.info("waiting for another klharness (pid %s) building %s", holder, directory.name)
-                    waited = True
-                if time.monotonic() > deadline:
-                    raise ImageError(f"waited {timeout:.0f}s for pid {holder} to finish building {directory.name} "
-                                     f"(lock {path}); if that process is gone or stuck, kill it") from None
-                time.sleep(LOCK_POLL)
+                waited[:] = [holder]
+                raise NotYet(f"pid {holder} holds {path}") from None
+
+        wait_for(f"the build lock of {directory.name}", take, timeout=timeout, initial=LOCK_POLL, cap=LOCK_POLL,
+                 error=ImageError, detail=lambda: f"if pid {waited[-1] if waited else '?'} is gone or stuck, kill it")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness.errors import GuestError
-from harness.wait import NotYet, wait_for
+from harness.wait import Deadline, NotYet, wait_for
 
 PANIC_MARKERS = (b"Kernel panic - not syncing", b"---[ end Kernel panic")
 POLL_FIRST = 0.05
@@ -58,7 +58,7 @@ class ConsoleLog:
         text = self.read(after).decode(errors="replace").replace("\r", "")
         return "\n".join(text.splitlines()[-lines:])
 
-    def wait_for(self, marker: str, *, after: int = 0, timeout: float, what: str,
+    def wait_for(self, marker: str, *, after: int = 0, timeout: float | Deadline, what: str,
                  stopped: Callable[[], str | None] | None = None, hint: str = "") -> float:
         """Wait until ``marker`` appears after offset ``after``; return the seconds it took.
 

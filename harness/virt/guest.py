@@ -31,6 +31,7 @@ from harness.virt.console import ConsoleLog
 from harness.virt.domain_xml import DomainRuntime
 from harness.virt.metadata import RunMetadata, process_start
 from harness.virt.spec import GuestSpec
+from harness.wait import Deadline
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ class Guest:
         return str(bounded(lambda: dom.XMLDesc(0), timeout=self.timeouts.libvirt_call,
                            what=f"dumping the XML of {self.name}"))
 
-    def wait_for_console(self, marker: str | None = None, *, after: int = 0, timeout: float | None = None,
+    def wait_for_console(self, marker: str | None = None, *, after: int = 0, timeout: float | Deadline | None = None,
                          what: str = "boot") -> float:
         """Wait for ``marker`` (default: the ready marker) on the console after ``after``; seconds taken.
 

@@ -21,6 +21,7 @@ from harness.errors import CapabilityError, ConfigError, GuestError, HostError, 
 from harness.images.artifact import ImageArtifact
 from harness.timeouts import DEFAULT_TIMEOUTS, Timeouts
 from harness.virt import fwcfg as fwcfg_files
+from harness.virt import ports
 from harness.virt.accel import AccelChoice, choose_accel
 from harness.virt.bounded import bounded
 from harness.virt.connection import capability_error, is_local, libvirt_error
@@ -28,16 +29,15 @@ from harness.virt.domain_xml import DomainRuntime, boot_kernel, build_domain_xml
 from harness.virt.guest import Guest, make_workdir
 from harness.virt.metadata import DOMAIN_PREFIX, RunMetadata
 from harness.virt.overlay import create_overlay
-from harness.virt.ports import free_loopback_port, is_hostfwd_conflict
+from harness.virt.ports import PortTaken, free_loopback_port, is_hostfwd_conflict, lost_port_race
 from harness.virt.qemu_access import check_qemu_can_read
 from harness.virt.registry import RunGuests
 from harness.virt.spec import FwCfgEntry, GuestSpec, spec_key
 from harness.virt.storage import STAGED_FEATURE
-from harness.wait import NotYet, wait_for
+from harness.wait import Deadline, NotYet, retry_lost_race, wait_for
 
 log = logging.getLogger(__name__)
 
-PORT_ATTEMPTS = 3  # one port plus two retries when another process wins the race
 FIRST_BYTE_WAIT = 15.0  # only for the timing record; the marker wait owns the real deadline
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 
@@ -54,7 +54,7 @@ def launch(conn: Any, spec: GuestSpec, image: ImageArtifact, *, run_id: str,
            fwcfg: Sequence[FwCfgEntry] = (), console_log: Path | None = None,
            workdir_root: Path | None = None, wait: bool = True,
            registry: RunGuests | None = None, timeouts: Timeouts = DEFAULT_TIMEOUTS,
-           stage: Callable[[Path, str], Path] | None = None) -> Guest:
+           stage: Callable[[Path, str], Path] | None = None, deadline: Deadline | None = None) -> Guest:
     """Boot ``spec`` from ``image`` and return the running :class:`Guest`.
 
     ``fwcfg`` adds per-boot entries (the SSH key, the emulator's
@@ -62,8 +62,9 @@ def launch(conn: Any, spec: GuestSpec, image: ImageArtifact, *, run_id: str,
     forward's port (a taken port is then a HostError, no retry).
     ``console_log`` defaults to ``console.log`` in the guest's work directory
     (deleted at teardown unless kept).  With ``wait`` the call returns only
-    once the image's ready marker (``klh: ssh ready``) is on the console.  A guest in ``registry`` is torn
-    down by the run's signal handler too.
+    once the image's ready marker (``klh: ssh ready``) is on the console, within ``deadline`` (a boot
+    budget the caller goes on spending, e.g. on SSH) or else ``timeouts.boot``.  A guest in
+    ``registry`` is torn down by the run's signal handler too.
 
     Raises CapabilityError (unknown CPU feature/property/model, KVM forced
     but unusable, S3 with a PVH kernel), HostError (port taken), VirtError,
@@ -101,7 +102,7 @@ def launch(conn: Any, spec: GuestSpec, image: ImageArtifact, *, run_id: str,
         started = time.monotonic()
         _wait_first_byte(guest)
         if wait:
-            guest.wait_for_console(guest.ready_marker)
+            guest.wait_for_console(guest.ready_marker, timeout=deadline or Deadline(timeouts.boot, "boot"))
             guest.timings["boot"] = time.monotonic() - started  # domain running -> ready marker
         return guest
     except BaseException:
@@ -149,9 +150,9 @@ def _is_elf(path: Path) -> bool:
 
 def _create_with_port_retry(guest: Guest, *, pinned_port: int | None) -> None:
     """Define/create the domain; on a lost port race pick a new port (unless pinned) and retry."""
-    attempts = 1 if pinned_port else PORT_ATTEMPTS
-    last: libvirt.libvirtError | None = None
-    for attempt in range(1, attempts + 1):
+    attempts = 1 if pinned_port else ports.ATTEMPTS
+
+    def attempt(_: int) -> None:
         port = pinned_port or free_loopback_port()
         guest.update_runtime(ssh_port=port)
         xml = build_domain_xml(guest.spec, guest.image, guest.accel, guest.runtime)
@@ -160,7 +161,6 @@ def _create_with_port_retry(guest: Guest, *, pinned_port: int | None) -> None:
             start = time.monotonic()
             _create(guest, xml)
             guest.timings["create"] = time.monotonic() - start
-            return
         except libvirt.libvirtError as err:
             msg = err.get_error_message() or str(err)
             _forget_definition(guest)
@@ -168,15 +168,18 @@ def _create_with_port_retry(guest: Guest, *, pinned_port: int | None) -> None:
                 raise cap from err
             if not is_hostfwd_conflict(msg):
                 raise libvirt_error(err, f"starting domain {guest.name}") from err
-            if pinned_port:
-                raise HostError(f"port 127.0.0.1:{port} for the SSH forward of {guest.name} is already in use "
-                                f"(QEMU: {msg.strip().splitlines()[-1]}); choose another port or leave it unset "
-                                "so a free one is picked") from err
-            log.info("SSH forward port %d was taken before QEMU bound it (attempt %d/%d); retrying",
-                     port, attempt, attempts)
-            last = err
-    raise HostError(f"could not find a free SSH forward port for {guest.name} in {attempts} attempts: "
-                    f"{last.get_error_message() if last else ''}") from last
+            raise PortTaken(port, msg.strip().splitlines()[-1]) from err
+
+    try:
+        retry_lost_race(f"the SSH forward port of {guest.name}", attempt, attempts=attempts,
+                        lost=lost_port_race)
+    except PortTaken as err:
+        if pinned_port:
+            raise HostError(f"port 127.0.0.1:{err.port} for the SSH forward of {guest.name} is already in use "
+                            f"(QEMU: {err.qemu_message}); choose another port or leave it unset so a free one "
+                            "is picked") from err
+        raise HostError(f"could not find a free SSH forward port for {guest.name} in {attempts} attempts: "
+                        f"{err}") from err
 
 
 def _create(guest: Guest, xml: str) -> None:

@@ -21,13 +21,14 @@ import libvirt
 
 from harness.errors import CapabilityError, HostError, VirtError
 from harness.virt import fwcfg as fwcfg_files
+from harness.virt import ports
 from harness.virt.bounded import bounded
 from harness.virt.connection import capability_error, libvirt_error
 from harness.virt.domain_xml import patch_for_restore
 from harness.virt.guest import ACTIVE_STATES, Guest
-from harness.virt.ports import free_loopback_port, is_hostfwd_conflict
+from harness.virt.ports import PortTaken, free_loopback_port, is_hostfwd_conflict, lost_port_race
 from harness.virt.spec import FwCfgEntry
-from harness.wait import NotYet, wait_for
+from harness.wait import NotYet, retry_lost_race, wait_for
 
 log = logging.getLogger(__name__)
 
@@ -126,23 +127,21 @@ def restore(guest: Guest, path: Path | None = None, *, new_port: bool = False,
     if fwcfg is not None:
         gen = 1 + max((int(p.name.split("-")[1]) for _, p in guest.runtime.fwcfg), default=0)
         entries = fwcfg_files.materialize(fwcfg, guest.workdir, generation=gen)
-    attempts = 3 if new_port else 1
-    for attempt in range(1, attempts + 1):
+    attempts = ports.ATTEMPTS if new_port else 1
+
+    def attempt(_: int) -> float:
         port = free_loopback_port() if new_port else None
         xml = patch_for_restore(base_xml, ssh_port=port, fwcfg=entries)
         start = time.monotonic()
         try:
-            bounded(lambda x=xml: conn.restoreFlags(str(src), x, 0), timeout=guest.timeouts.restore,  # type: ignore[misc]
+            bounded(lambda: conn.restoreFlags(str(src), xml, 0), timeout=guest.timeouts.restore,
                     what=f"restoring {guest.name}")
         except libvirt.libvirtError as err:
             msg = err.get_error_message() or str(err)
             if cap := capability_error(err, guest.name):
                 raise cap from err
-            if is_hostfwd_conflict(msg) and attempt < attempts:
-                log.info("restore of %s: port %s taken, retrying with another", guest.name, port)
-                continue
             if is_hostfwd_conflict(msg):
-                raise HostError(f"restoring {guest.name}: SSH forward port {guest.ssh_port} is taken: {msg}") from err
+                raise PortTaken(port or guest.ssh_port, msg) from err
             raise libvirt_error(err, f"restoring {guest.name}") from err
         guest.timings["restore"] = took = time.monotonic() - start
         changes: dict[str, object] = {}
@@ -153,7 +152,11 @@ def restore(guest: Guest, path: Path | None = None, *, new_port: bool = False,
         if changes:
             guest.update_runtime(**changes)
         return took
-    raise AssertionError("unreachable")
+
+    try:
+        return retry_lost_race(f"restoring {guest.name}", attempt, attempts=attempts, lost=lost_port_race)
+    except PortTaken as err:
+        raise HostError(f"restoring {guest.name}: SSH forward port {err.port} is taken: {err.qemu_message}") from err
 
 
 def managed_save(guest: Guest) -> float:

@@ -33,17 +33,17 @@ import libvirt
 
 from harness.errors import MigrationRefused, VirtError
 from harness.virt import fwcfg as fwcfg_files
-from harness.virt import lifecycle
+from harness.virt import lifecycle, ports
 from harness.virt.bounded import bounded
 from harness.virt.connection import libvirt_error
 from harness.virt.domain_xml import patch_for_restore
 from harness.virt.guest import Guest
-from harness.virt.ports import free_loopback_port, is_hostfwd_conflict
+from harness.virt.ports import PortTaken, free_loopback_port, is_hostfwd_conflict, lost_port_race
 from harness.virt.spec import FwCfgEntry
+from harness.wait import retry_lost_race
 
 log = logging.getLogger(__name__)
 
-PORT_ATTEMPTS = 3  # a forward or migration port taken between choosing and binding it: pick again
 _REFUSAL = re.compile(
     r"non-migratable|cannot migrate|migration is disabled|migration blocker|is not migratable|blocked by"
     r"|unsafe migration", re.IGNORECASE)
@@ -82,7 +82,7 @@ def migrate_live(guest: Guest, dest_conn: Any, *, timeout: float | None = None,
     flags = libvirt.VIR_MIGRATE_LIVE
     if _call(guest, "checking", dom.isPersistent, guest.timeouts.libvirt_call):
         flags |= libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
-    for attempt in range(1, PORT_ATTEMPTS + 1):
+    def attempt(_: int) -> tuple[Any, int, float]:
         ssh_port = free_loopback_port()
         mig_port = free_loopback_port()
         dest_xml = patch_for_restore(src_xml, ssh_port=ssh_port, fwcfg=entries)
@@ -92,8 +92,8 @@ def migrate_live(guest: Guest, dest_conn: Any, *, timeout: float | None = None,
             params[libvirt.VIR_MIGRATE_PARAM_PERSIST_XML] = dest_xml
         start = time.monotonic()
         try:
-            new_dom = bounded(lambda p=params: dom.migrate3(dest_conn, p, flags),  # type: ignore[misc]
-                              timeout=limit, what=f"live-migrating {guest.name}")
+            new_dom = bounded(lambda: dom.migrate3(dest_conn, params, flags), timeout=limit,
+                              what=f"live-migrating {guest.name}")
         except VirtError:
             _abort(guest, dom)
             raise
@@ -101,24 +101,28 @@ def migrate_live(guest: Guest, dest_conn: Any, *, timeout: float | None = None,
             msg = err.get_error_message() or str(err)
             if refused := refusal(err, guest.name):
                 raise refused from err
-            if (is_hostfwd_conflict(msg) or _PORT_TAKEN.search(msg)) and attempt < PORT_ATTEMPTS:
-                log.info("migration of %s: port %d or %d taken, retrying with others", guest.name, ssh_port, mig_port)
-                continue
+            if is_hostfwd_conflict(msg) or _PORT_TAKEN.search(msg):
+                raise PortTaken(ssh_port if is_hostfwd_conflict(msg) else mig_port, msg) from err
             raise libvirt_error(err, f"live-migrating {guest.name} to {_uri(dest_conn)}") from err
-        took = time.monotonic() - start
-        guest.conn = dest_conn
-        if entries is not None:
-            guest.update_runtime(ssh_port=ssh_port, fwcfg=entries)
-        else:
-            guest.update_runtime(ssh_port=ssh_port)
-        guest.timings["migrate"] = took
-        downtime = completed_downtime(new_dom)
-        if downtime is not None:
-            guest.timings["migrate_downtime"] = downtime
-        log.info("migrated %s live in %.2fs (downtime %s) to %s, SSH now on port %d", guest.name, took,
-                 f"{downtime * 1000:.0f} ms" if downtime is not None else "?", _uri(dest_conn), ssh_port)
-        return took
-    raise AssertionError("unreachable")
+        return new_dom, ssh_port, time.monotonic() - start
+
+    try:
+        new_dom, ssh_port, took = retry_lost_race(f"live-migrating {guest.name}", attempt, attempts=ports.ATTEMPTS,
+                                                  lost=lost_port_race)
+    except PortTaken as err:
+        raise VirtError(f"live-migrating {guest.name} to {_uri(dest_conn)}: {err}, {ports.ATTEMPTS} times") from err
+    guest.conn = dest_conn
+    if entries is not None:
+        guest.update_runtime(ssh_port=ssh_port, fwcfg=entries)
+    else:
+        guest.update_runtime(ssh_port=ssh_port)
+    guest.timings["migrate"] = took
+    downtime = completed_downtime(new_dom)
+    if downtime is not None:
+        guest.timings["migrate_downtime"] = downtime
+    log.info("migrated %s live in %.2fs (downtime %s) to %s, SSH now on port %d", guest.name, took,
+             f"{downtime * 1000:.0f} ms" if downtime is not None else "?", _uri(dest_conn), ssh_port)
+    return took
 
 
 def migrate_offline(guest: Guest, dest_conn: Any) -> float:

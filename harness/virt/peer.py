@@ -560,22 +560,29 @@ def _same_process(pid: int, start: str) -> bool:
     return bool(start) and process_start(pid) == start and _alive(pid)
 
 
-def _signal_and_wait(pid: int, sig: int, grace: float) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, sig)
-    deadline = time.monotonic() + grace
-    while _alive(pid) and time.monotonic() < deadline:
+def _exited_within(pid: int, grace: float) -> bool:
+    """Whether ``pid`` is gone within ``grace`` seconds (reaping it if it is our child)."""
+    def gone() -> None:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.05)
-    if _alive(pid) and sig != signal.SIGKILL:
+        if _alive(pid):
+            raise NotYet(f"pid {pid} still running")
+
+    try:
+        wait_for(f"pid {pid} to exit", gone, timeout=grace, initial=0.05, cap=0.2, error=HostError)
+    except HostError:
+        return False
+    return True
+
+
+def _signal_and_wait(pid: int, sig: int, grace: float) -> None:
+    """Send ``sig``, then SIGKILL if the process outlives ``grace``; waits up to ``grace`` for each."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+    if not _exited_within(pid, grace) and sig != signal.SIGKILL:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + grace
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+        _exited_within(pid, grace)
 
 
 def _pids_in_namespace(kind: str, ns: str) -> list[int]:
