@@ -27,11 +27,11 @@ from pathlib import Path
 from harness import proc
 from harness.errors import BuildError, CommandError
 from harness.paths import CSRC_DIR, cache_dir
+from harness.timeouts import active as active_timeouts
 
 log = logging.getLogger(__name__)
 
 COMMON_FLAGS = ("-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-g")
-COMPILE_TIMEOUT = 180.0
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def _fingerprint(target: Target, srcs: list[Path]) -> str:
     h = hashlib.sha256()
     h.update(repr((target, COMMON_FLAGS)).encode())
     try:
-        version = proc.run([compiler(), "--version"], timeout=30).stdout
+        version = proc.run([compiler(), "--version"], timeout=active_timeouts().tool).stdout
     except CommandError as err:
         raise BuildError(f"C compiler {compiler()!r} does not run: {err} (install gcc or set CC)") from err
     h.update(version.encode())
@@ -98,7 +98,7 @@ def build(name: str, *, force: bool = False) -> Path:
             *map(str, srcs)]
     log.info("building %s: %s", name, " ".join(argv))
     try:
-        proc.run(argv, timeout=COMPILE_TIMEOUT)
+        proc.run(argv, timeout=active_timeouts().compile)
     except CommandError as err:
         shutil.rmtree(tmp, ignore_errors=True)
         raise BuildError(f"building {name} failed: {err}") from err

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import CommandError, CommandTimeout
+from harness.timeouts import active as active_timeouts
 
 log = logging.getLogger(__name__)
 
@@ -109,11 +110,11 @@ class Background:
     """
 
     def __init__(self, argv: Sequence[str | os.PathLike[str]], *, stdout_path: Path | None = None,
-                 env: Mapping[str, str] | None = None, grace: float = 3.0) -> None:
+                 env: Mapping[str, str] | None = None, grace: float | None = None) -> None:
         self.argv = tuple(os.fspath(a) for a in argv)
         self.stdout_path = stdout_path
         self.env = None if env is None else {**os.environ, **env}
-        self.grace = grace
+        self.grace = grace if grace is not None else active_timeouts().process_stop
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Background:

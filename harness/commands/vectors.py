@@ -25,9 +25,9 @@ from typing import Any
 from harness.config.model import RESTRICTIONS, GuestConfig, KlConfig, RunSettings
 from harness.errors import ConfigError, GuestError
 from harness.guest.oneguest import single_guest
+from harness.timeouts import active as active_timeouts
 
 VMM_CHOICES = ("qemu-kl", "kvm")
-STREAM_TIMEOUT = 6 * 3600.0
 # The CPU qemu-kl gives the guest by default: a Tiger Lake, NoBackup and random KeySource included.
 FULL = KlConfig(enabled=True, nobackup=True, random_keysource=True)
 
@@ -82,5 +82,5 @@ def cmd_vectors(args: argparse.Namespace) -> int:
                              f"{pg.helper}")
         session = pg.connect()
         rc = session.stream(["/tmp/klprobe", "vectors", "--backend", "native"], sys.stdin.buffer,
-                            sys.stdout.buffer, timeout=STREAM_TIMEOUT)
+                            sys.stdout.buffer, timeout=active_timeouts().vectors_stream)
     return 0 if rc == 0 else 1

@@ -96,8 +96,8 @@ def suspend(pg: ProbeGuest) -> dict[str, float]:
     """Suspend to RAM from inside the guest (S3: the CPU loses its IWKey on silicon), wake with pMWakeup."""
     if not pg.guest.spec.suspend_to_mem:
         raise CapabilityError("lifecycle event 'suspend' needs a guest booted with suspend_to_mem")
-    pg.run("setsid sh -c 'sleep 0.5; echo mem > /sys/power/state' </dev/null >/dev/null 2>&1 &", timeout=10,
-           check=True)
+    pg.run("setsid sh -c 'sleep 0.5; echo mem > /sys/power/state' </dev/null >/dev/null 2>&1 &",
+           timeout=pg.ctx.timeouts.exec, check=True)
     pg.drop_session()
     start = time.monotonic()
 

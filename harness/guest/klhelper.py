@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from harness.errors import BuildError
 from harness.images.artifact import ImageArtifact
 from harness.paths import PACKAGE_DIR
+from harness.timeouts import active as active_timeouts
 
 SOURCE_DIR = PACKAGE_DIR / "lab" / "klhelper"
 SOURCES = ("klhelper_main.c", "klhelper_insn.c", "klhelper_ring0.c", "klhelper.h", "Makefile", "README.md")
@@ -32,7 +33,6 @@ DEBUGFS_DIR = "/sys/kernel/debug/klhelper"
 # The module's refusal where CPUID.(7,0):ECX[23]=0 (klhelper_main.c, klh_init).
 NOT_ENUMERATED = "Key Locker not enumerated (CPUID.(7,0):ECX[23]=0)"
 KERNEL_USES_KL = "the kernel already uses Key Locker"
-BUILD_TIMEOUT = 900.0  # a TCG guest compiles a small module in ~1-3 min
 _LOG_LINE = re.compile(r"klhelper: .*")
 
 
@@ -94,7 +94,7 @@ def source_archive() -> bytes:
     return buf.getvalue()
 
 
-def build(remote: Remote, *, remote_dir: str = REMOTE_DIR, timeout: float = BUILD_TIMEOUT) -> float:
+def build(remote: Remote, *, remote_dir: str = REMOTE_DIR, timeout: float | None = None) -> float:
     """Upload the sources and ``make`` them against the target's running kernel; returns seconds taken.
 
     Raises BuildError with the compiler's last lines (missing headers included).
@@ -103,7 +103,7 @@ def build(remote: Remote, *, remote_dir: str = REMOTE_DIR, timeout: float = BUIL
     remote.upload(source_archive(), f"{remote_dir}.tar.gz", mode=0o644)
     start = time.monotonic()
     res = remote.run(f"rm -rf {d} && mkdir -p {d} && tar -xzf {d}.tar.gz -C {d} && make -C {d} 2>&1",
-                     timeout=timeout)
+                     timeout=timeout or active_timeouts().helper_build)
     took = time.monotonic() - start
     if not res.ok:
         tail = "\n  ".join(res.text().strip().splitlines()[-15:])
@@ -113,13 +113,14 @@ def build(remote: Remote, *, remote_dir: str = REMOTE_DIR, timeout: float = BUIL
 
 
 def load(remote: Remote, *, params: tuple[str, ...] = (), remote_dir: str = REMOTE_DIR,
-         timeout: float = 120.0, build_seconds: float = 0.0) -> LoadResult:
+         timeout: float | None = None, build_seconds: float = 0.0) -> LoadResult:
     """``insmod`` the built module and collect its kernel-log lines (whatever the outcome)."""
-    release = remote.run(["uname", "-r"], timeout=30, check=True).text().strip()
+    limits = active_timeouts()
+    release = remote.run(["uname", "-r"], timeout=limits.exec, check=True).text().strip()
     # The interface is in debugfs, which minimal images do not mount.
-    remote.run("mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug", timeout=30)
-    res = remote.run(["insmod", f"{remote_dir}/klhelper.ko", *params], timeout=timeout)
-    log = remote.run("dmesg 2>&1 | grep 'klhelper: ' || true", timeout=30)
+    remote.run("mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug", timeout=limits.exec)
+    res = remote.run(["insmod", f"{remote_dir}/klhelper.ko", *params], timeout=timeout or limits.helper_load)
+    log = remote.run("dmesg 2>&1 | grep 'klhelper: ' || true", timeout=limits.exec)
     lines = tuple(m.group(0).strip() for m in (_LOG_LINE.search(ln) for ln in log.text().splitlines()) if m)
     out = (res.stderr.decode(errors="replace") + res.text()).strip()
     return LoadResult(res.ok, res.rc, out, lines, build_seconds, release)
@@ -131,7 +132,7 @@ def install_prebuilt(remote: Remote, image: ImageArtifact, *, remote_dir: str = 
 
     start = time.monotonic()
     ko = module_for(image, ModuleSource("klhelper", source_archive()))
-    remote.run(["mkdir", "-p", remote_dir], timeout=60, check=True)
+    remote.run(["mkdir", "-p", remote_dir], timeout=active_timeouts().exec, check=True)
     remote.upload(ko.read_bytes(), f"{remote_dir}/klhelper.ko", mode=0o644)
     return time.monotonic() - start
 
@@ -144,7 +145,7 @@ def build_and_load(remote: Remote, *, params: tuple[str, ...] = (), image: Image
 
 def status(remote: Remote) -> dict[str, str]:
     """``/sys/kernel/debug/klhelper/status`` as key -> value (per-CPU lines keyed ``cpuN``)."""
-    res = remote.run(["cat", f"{DEBUGFS_DIR}/status"], timeout=60, check=True)
+    res = remote.run(["cat", f"{DEBUGFS_DIR}/status"], timeout=active_timeouts().exec, check=True)
     out: dict[str, str] = {}
     for line in res.text().splitlines():
         key, sep, value = line.partition(":")
@@ -158,7 +159,7 @@ def set_iwkey(remote: Remote, integrity: bytes, enc: bytes) -> None:
     if len(integrity) != 16 or len(enc) != 32:
         raise ValueError("an IWKey is a 16-byte integrity key and a 32-byte encryption key")
     line = (integrity + enc).hex()
-    remote.run(f"echo {line} > {DEBUGFS_DIR}/iwkey", timeout=60, check=True)
+    remote.run(f"echo {line} > {DEBUGFS_DIR}/iwkey", timeout=active_timeouts().exec, check=True)
 
 
 # What the ring0 file answers for a CPU that hides Key Locker (ACRN's hidden-KL list, KEYLOCKER.md §6).
@@ -171,8 +172,8 @@ HIDDEN_EXPECTED: dict[str, str] = {"cr4.kl": "gp", **{f"msr {m} read": "gp write
 
 def ring0(remote: Remote, command: str) -> dict[str, str]:
     """klhelper's ring-0 checks (klhelper_ring0.c): ``command`` written, the answer as {item: outcome}."""
-    remote.run(f"echo {shlex.quote(command)} > {DEBUGFS_DIR}/ring0", timeout=60, check=True)
-    out = remote.run(["cat", f"{DEBUGFS_DIR}/ring0"], timeout=60, check=True).text()
+    remote.run(f"echo {shlex.quote(command)} > {DEBUGFS_DIR}/ring0", timeout=active_timeouts().exec, check=True)
+    out = remote.run(["cat", f"{DEBUGFS_DIR}/ring0"], timeout=active_timeouts().exec, check=True).text()
     return dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
 
 
@@ -181,7 +182,7 @@ def timings(remote: Remote) -> dict[str, Any]:
 
     On qemu-kl these are TCG's TSC, host time scaled, not silicon cycles; the caller labels them.
     """
-    text = remote.run(["cat", f"{DEBUGFS_DIR}/status"], timeout=60, check=True).text()
+    text = remote.run(["cat", f"{DEBUGFS_DIR}/status"], timeout=active_timeouts().exec, check=True).text()
     out: dict[str, Any] = {"restores": [], "events": []}
     for line in text.splitlines():
         fields = dict(w.split("=", 1) for w in line.replace(":", " ").split() if "=" in w)

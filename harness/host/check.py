@@ -45,6 +45,7 @@ from harness.host import facts as hostfacts
 from harness.kl.cpuid import CPUID7_ECX_KL, Regs
 from harness.kl.observations import parse_probe_output
 from harness.redact import redact_uri
+from harness.timeouts import active as active_timeouts
 from harness.virt import capcache
 from harness.virt.accel import HARDWARE_KVM_MODULES, SOFTWARE_KVM_MODULES, kvm_usability, loaded_modules
 from harness.virt.spec import DEFAULT_KL_FEATURE_NAME
@@ -75,7 +76,7 @@ ARCH_SET_CPUID = 0x1012
 def cpuid_facts(klprobe: Callable[[], Path] = lambda: cbuild.build("klprobe")) -> dict[str, Any]:
     """Host CPUID leaf 7 and 0x19, read by ``klprobe cpuid --backend native`` and decoded by name."""
     try:
-        out = proc.run([klprobe(), "cpuid", "--backend", "native"], timeout=30).stdout
+        out = proc.run([klprobe(), "cpuid", "--backend", "native"], timeout=active_timeouts().tool).stdout
         doc = parse_probe_output(out, "klprobe cpuid")
     except KlharnessError as err:
         return {"ok": False, "error": str(err)}
@@ -149,7 +150,7 @@ def kernel_log(run: Callable[[list[str]], proc.CommandResult] | None = None) -> 
     if run is None:
         if shutil.which("dmesg") is None:
             return {"readable": False, "reason": "dmesg is not installed (package util-linux)", "lines": []}
-        run = lambda argv: proc.run(argv, timeout=20, check=False)  # noqa: E731
+        run = lambda argv: proc.run(argv, timeout=active_timeouts().tool, check=False)  # noqa: E731
     try:
         res = run(["dmesg"])
     except (KlharnessError, OSError) as err:
@@ -240,9 +241,9 @@ def qemu_facts(binary: str | None, names: tuple[str, ...]) -> dict[str, Any]:
     if binary is None:
         return {"ok": False, "error": "qemu-system-x86_64 not found (install qemu-system-x86)"}
     try:
-        version = proc.run([binary, "--version"], timeout=30).stdout.splitlines()[0].strip()
+        version = proc.run([binary, "--version"], timeout=active_timeouts().tool).stdout.splitlines()[0].strip()
         version = version.removeprefix("QEMU emulator version ")
-        flags = parse_cpu_flags(proc.run([binary, "-cpu", "help"], timeout=30).stdout)
+        flags = parse_cpu_flags(proc.run([binary, "-cpu", "help"], timeout=active_timeouts().tool).stdout)
     except (KlharnessError, IndexError) as err:
         return {"ok": False, "binary": binary, "error": f"{binary} did not answer: {err}"}
     return {"ok": True, "binary": binary, "version": version, "cpu_flags": len(flags),
@@ -258,7 +259,7 @@ def vmm_facts() -> dict[str, Any]:
     except KlharnessError as err:
         return {"built": False, "reason": str(err)}
     try:
-        flags = parse_cpu_flags(proc.run([build.binary, "-cpu", "help"], timeout=30).stdout)
+        flags = parse_cpu_flags(proc.run([build.binary, "-cpu", "help"], timeout=active_timeouts().tool).stdout)
     except KlharnessError as err:
         return {"built": True, **build.to_dict(), "kl_names": [], "reason": f"{build.binary} did not answer: {err}"}
     return {"built": True, **build.to_dict(), "kl_names": sorted(n for n in flags if n.startswith("keylocker"))}
@@ -270,8 +271,9 @@ def parse_cpu_flags(help_text: str) -> set[str]:
     return set(tail.split()) if found else set()
 
 
-def libvirt_host_facts(conn: Any, names: tuple[str, ...], *, timeout: float = 60.0) -> dict[str, Any]:
+def libvirt_host_facts(conn: Any, names: tuple[str, ...], *, timeout: float | None = None) -> dict[str, Any]:
     """Versions, domain types, host-model CPU and the cpu_map's Key Locker names, as libvirt reports them."""
+    timeout = timeout or active_timeouts().domcapabilities
     import libvirt
 
     from harness.virt.bounded import bounded

@@ -17,8 +17,7 @@ from harness.errors import ProbeOutputError
 from harness.kl import emuconfig
 from harness.kl.observations import ProbeDocument, parse_probe_output
 from harness.kl.spec import Verdict, judge_all
-
-PROBE_TIMEOUT = 300.0
+from harness.timeouts import active as active_timeouts
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,7 @@ def run_local(*, emulate: bool, timing: bool = True, cpu: emuconfig.EmulatedCpu 
                                            emuconfig.render(cpu or emuconfig.EmulatedCpu(),
                                                             emuconfig.VmSecret.generate()))
             argv += ["--config", str(conf)]
-        result = proc.run(argv, timeout=PROBE_TIMEOUT, check=False)
+        result = proc.run(argv, timeout=active_timeouts().local_probe, check=False)
     finally:
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -29,11 +29,11 @@ from harness.images import manifest as mf
 from harness.images.artifact import ImageArtifact
 from harness.images.recipe import KEY_LENGTH, Plan, Recipe
 from harness.paths import cache_dir
+from harness.timeouts import active as active_timeouts
 from harness.wait import NotYet, wait_for
 
 log = logging.getLogger(__name__)
 
-LOCK_TIMEOUT = 1800.0  # a debian build takes minutes; waiting longer means a stuck builder
 LOCK_POLL = 0.2
 # On use, images up to this size are checked by SHA256 (≈ 0.6 s per GiB here); bigger
 # ones (the debian disk) by size and mtime, with SHA256 left to `klharness image verify`.
@@ -57,7 +57,7 @@ def fix_hint(directory: Path) -> str:
 
 
 @contextlib.contextmanager
-def entry_lock(directory: Path, *, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+def entry_lock(directory: Path, *, timeout: float | None = None) -> Iterator[None]:
     """Hold the exclusive lock of one cache entry (waits for another holder, up to ``timeout``).
 
     The lock file lives in ``.locks`` beside the entry, so any cache (images, VMM builds) can use it.
@@ -79,8 +79,9 @@ def entry_lock(directory: Path, *, timeout: float = LOCK_TIMEOUT) -> Iterator[No
                 waited[:] = [holder]
                 raise NotYet(f"pid {holder} holds {path}") from None
 
-        wait_for(f"the build lock of {directory.name}", take, timeout=timeout, initial=LOCK_POLL, cap=LOCK_POLL,
-                 error=ImageError, detail=lambda: f"if pid {waited[-1] if waited else '?'} is gone or stuck, kill it")
+        wait_for(f"the build lock of {directory.name}", take, timeout=timeout or active_timeouts().image_lock,
+                 initial=LOCK_POLL, cap=LOCK_POLL, error=ImageError,
+                 detail=lambda: f"if pid {waited[-1] if waited else '?'} is gone or stuck, kill it")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield

@@ -29,8 +29,8 @@ from harness import proc
 from harness.errors import CommandError, ImageError
 from harness.images.artifact import READY_MARKER
 from harness.images.recipe import BuildResult, Option, Plan, Recipe
+from harness.timeouts import active as active_timeouts
 
-TOOL_TIMEOUT = 60.0
 SEED_VOLUME_ID = "cidata"  # what cloud-init's NoCloud datasource looks for
 
 
@@ -100,7 +100,7 @@ def _check_key(key: str) -> None:
 
 def _image_format(path: Path) -> str:
     try:
-        info = proc.run(["qemu-img", "info", "--output=json", "-U", str(path)], timeout=TOOL_TIMEOUT)
+        info = proc.run(["qemu-img", "info", "--output=json", "-U", str(path)], timeout=active_timeouts().build_step)
         return str(json.loads(info.stdout).get("format", "unknown"))
     except (CommandError, ValueError) as err:
         raise ImageError(f"image cloud: cannot read {path} with qemu-img (package qemu-utils): {err}") from err
@@ -131,7 +131,7 @@ def write_seed_iso(dest: Path, *, authorized_keys: Sequence[str], user: str = "r
     argv = ["genisoimage", "-quiet", "-output", str(dest), "-volid", SEED_VOLUME_ID, "-joliet", "-rock",
             "user-data", "meta-data"]
     try:
-        proc.run(argv, cwd=work, timeout=TOOL_TIMEOUT)
+        proc.run(argv, cwd=work, timeout=active_timeouts().build_step)
     except CommandError as err:
         raise ImageError(f"writing the cloud-init seed {dest} failed (package genisoimage): {err}") from err
     return dest

@@ -36,12 +36,10 @@ from harness.images.manifest import sha256_file
 from harness.images.mini import BUSYBOX, DEFAULT_CMDLINE, KERNEL_REQUIREMENTS, module_list
 from harness.images.recipe import BuildResult, Option, Plan, Recipe, guest_file
 from harness.paths import cache_dir
+from harness.timeouts import active as active_timeouts
 
 log = logging.getLogger(__name__)
 
-DEBOOTSTRAP_TIMEOUT = 1800.0
-CHROOT_TIMEOUT = 600.0
-DISK_TIMEOUT = 600.0
 
 # linux-base, initramfs-tools, pahole, libelf1, libssl3: what the kernel image and header
 # packages depend on (they are installed with dpkg -i, which resolves nothing).
@@ -138,7 +136,7 @@ def _debootstrap(root: Path, plan: Plan) -> None:
     log.info("debootstrap %s into %s (about a minute)", plan.options["suite"], root)
     try:
         _run(["debootstrap", "--variant=minbase", f"--cache-dir={debcache}", f"--include={include}",
-              plan.options["suite"], str(root), plan.options["mirror"]], "debootstrap", DEBOOTSTRAP_TIMEOUT)
+              plan.options["suite"], str(root), plan.options["mirror"]], "debootstrap", active_timeouts().debootstrap)
     finally:
         _unmount_under(root)
 
@@ -154,7 +152,7 @@ def _install_kernel(root: Path, deb_files: list[Path]) -> None:
     try:
         _run(["mount", "-t", "proc", "proc", str(root / "proc")], "mounting /proc in the root", 30)
         _run(["chroot", str(root), "dpkg", "-i", *(f"/tmp/klh-debs/{d.name}" for d in deb_files)],
-             "installing the kernel and headers with dpkg", CHROOT_TIMEOUT, env)
+             "installing the kernel and headers with dpkg", active_timeouts().chroot, env)
     finally:
         _unmount_under(root)
         shutil.rmtree(staging, ignore_errors=True)
@@ -222,9 +220,10 @@ def _write_initramfs(dest: Path, tree: kernel.KernelTree, modroot: Path) -> None
 
 def _make_disk(root: Path, raw: Path, dest: Path, size: str) -> None:
     """ext4 from the directory (mke2fs -d: no loop device, no mount), then qcow2."""
+    limit = active_timeouts().disk_image
     _run(["mke2fs", "-q", "-t", "ext4", "-L", "klh-root", "-E", "root_owner=0:0", "-d", str(root), "-F",
-          str(raw), size], "making the ext4 root file system (mke2fs -d, package e2fsprogs)", DISK_TIMEOUT)
-    _run(["qemu-img", "convert", "-O", "qcow2", str(raw), str(dest)], "converting the disk to qcow2", DISK_TIMEOUT)
+          str(raw), size], "making the ext4 root file system (mke2fs -d, package e2fsprogs)", limit)
+    _run(["qemu-img", "convert", "-O", "qcow2", str(raw), str(dest)], "converting the disk to qcow2", limit)
     raw.unlink()
 
 
@@ -236,7 +235,7 @@ def _unmount_under(root: Path) -> None:
     except OSError:
         return
     for mountpoint in sorted((m for m in mounts if m.startswith(prefix)), key=len, reverse=True):
-        proc.run(["umount", "-l", mountpoint], timeout=30, check=False)
+        proc.run(["umount", "-l", mountpoint], timeout=active_timeouts().tool, check=False)
     if any(m.startswith(prefix) for m in Path("/proc/mounts").read_text().split()):
         raise ImageError(f"image debian: could not unmount everything under {root}; check `mount | grep {root}`")
     os.sync()

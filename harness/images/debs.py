@@ -22,13 +22,11 @@ from harness import proc
 from harness.errors import CommandError, ImageError
 from harness.images.manifest import sha256_file
 from harness.paths import cache_dir
+from harness.timeouts import active as active_timeouts
 
 log = logging.getLogger(__name__)
 
-APT_TIMEOUT = 60.0
 APT_LISTS = "/var/lib/apt/lists"
-DOWNLOAD_TIMEOUT = 600.0
-EXTRACT_TIMEOUT = 300.0
 
 
 @dataclass(frozen=True)
@@ -58,7 +56,7 @@ def debs_dir() -> Path:
 
 def _apt_cache(*args: str, check: bool = True) -> str:
     try:
-        return proc.run(["apt-cache", *args], timeout=APT_TIMEOUT, check=check).stdout
+        return proc.run(["apt-cache", *args], timeout=active_timeouts().package_index, check=check).stdout
     except CommandError as err:
         raise ImageError(f"apt-cache {' '.join(args)} failed: {err}") from err
 
@@ -165,7 +163,7 @@ def fetch(pkg: Package) -> Path:
         argv = ["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", str(pkg)]
         log.info("downloading %s", pkg)
         try:
-            proc.run(argv, cwd=tmp, timeout=DOWNLOAD_TIMEOUT)
+            proc.run(argv, cwd=tmp, timeout=active_timeouts().package_download)
         except CommandError as err:
             raise ImageError(f"downloading package {pkg} failed; try by hand: `cd /tmp && apt-get download {pkg}` "
                              f"(after `apt-get update`): {err}") from err
@@ -184,6 +182,6 @@ def extract(deb: Path, dest: Path) -> None:
     """Unpack ``deb``'s files (not its maintainer scripts) under ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
     try:
-        proc.run(["dpkg-deb", "-x", str(deb), str(dest)], timeout=EXTRACT_TIMEOUT)
+        proc.run(["dpkg-deb", "-x", str(deb), str(dest)], timeout=active_timeouts().package_extract)
     except CommandError as err:
         raise ImageError(f"unpacking {deb} failed (delete it to download again): {err}") from err

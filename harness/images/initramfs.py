@@ -18,9 +18,8 @@ from harness.errors import CommandError, ImageError
 from harness.images import kernel
 from harness.images.cpio import Archive
 from harness.images.recipe import guest_file
+from harness.timeouts import active as active_timeouts
 
-LDD_TIMEOUT = 30.0
-TOOL_TIMEOUT = 120.0
 _LDD_LINE = re.compile(r"^\s*(?:\S+\s+=>\s+)?(/\S+)\s+\(0x[0-9a-f]+\)\s*$")
 
 BASE_DIRS = ("bin", "sbin", "usr/bin", "usr/sbin", "lib", "etc", "proc", "sys", "dev", "run", "var/log", "root")
@@ -38,7 +37,7 @@ def add_base_layout(archive: Archive) -> None:
 def shared_libraries(binary: Path) -> list[Path]:
     """Absolute paths of the libraries (and the dynamic loader) ``binary`` needs; [] if static."""
     try:
-        result = proc.run(["ldd", str(binary)], timeout=LDD_TIMEOUT, check=False)
+        result = proc.run(["ldd", str(binary)], timeout=active_timeouts().tool, check=False)
     except CommandError as err:
         raise ImageError(f"ldd {binary} failed: {err}") from err
     text = result.stdout + result.stderr
@@ -83,7 +82,7 @@ def add_busybox(archive: Archive, busybox: Path, *, skip: frozenset[str] = froze
     require_static(busybox)
     archive.copy("bin/busybox", busybox.resolve(), 0o755)
     try:
-        listing = proc.run([str(busybox), "--list-full"], timeout=LDD_TIMEOUT).stdout
+        listing = proc.run([str(busybox), "--list-full"], timeout=active_timeouts().tool).stdout
     except CommandError as err:
         raise ImageError(f"{busybox} --list-full failed: {err}") from err
     applets = []
@@ -99,7 +98,7 @@ def add_modules(archive: Archive, tree: kernel.KernelTree, wanted: list[str], mo
     """Copy the wanted modules and their dependencies (decompressed), run depmod so that
     ``modprobe`` works in the guest too; return guest paths in load order."""
     try:
-        proc.run(["depmod", "-b", str(tree.root), tree.version], timeout=TOOL_TIMEOUT)
+        proc.run(["depmod", "-b", str(tree.root), tree.version], timeout=active_timeouts().build_step)
     except CommandError as err:
         raise ImageError(f"depmod on the unpacked kernel {tree.version} failed (package kmod): {err}") from err
     deps = kernel.parse_modules_dep((tree.modules / "modules.dep").read_text())
@@ -119,7 +118,7 @@ def add_modules(archive: Archive, tree: kernel.KernelTree, wanted: list[str], mo
         plain = kernel.decompress_module(dest)
         guest_paths.append("/" + str(plain.relative_to(modroot)))
     try:
-        proc.run(["depmod", "-b", str(modroot), tree.version], timeout=TOOL_TIMEOUT)
+        proc.run(["depmod", "-b", str(modroot), tree.version], timeout=active_timeouts().build_step)
     except CommandError as err:
         raise ImageError(f"depmod on the initramfs modules failed: {err}") from err
     for path in sorted(modroot.rglob("*")):

@@ -25,8 +25,7 @@ from pathlib import Path
 from harness import proc
 from harness.errors import CommandError, ImageError
 from harness.images import debs
-
-DECOMPRESS_TIMEOUT = 120.0
+from harness.timeouts import active as active_timeouts
 
 # Payload compressions by magic bytes.  The standard library decompresses xz, lzma, gzip and
 # bzip2; zstd and lz4 (the Debian cloud kernels' choices) go through their CLI tools.
@@ -120,9 +119,9 @@ def extract_vmlinux(bzimage: Path, dest: Path) -> str:
 def _decompress(name: str, stream: bytes, dest: Path, *, what: str) -> None:
     try:
         if name == "zstd":
-            proc.run(["zstd", "-dqf", "-o", str(dest), "-"], input_bytes=stream, timeout=DECOMPRESS_TIMEOUT)
+            proc.run(["zstd", "-dqf", "-o", str(dest), "-"], input_bytes=stream, timeout=active_timeouts().build_step)
         elif name == "lz4":
-            proc.run(["lz4", "-dqf", "-", str(dest)], input_bytes=stream, timeout=DECOMPRESS_TIMEOUT)
+            proc.run(["lz4", "-dqf", "-", str(dest)], input_bytes=stream, timeout=active_timeouts().build_step)
         elif name in ("xz", "lzma"):
             dest.write_bytes(lzma.decompress(stream, format=lzma.FORMAT_AUTO))
         elif name == "gzip":

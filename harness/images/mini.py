@@ -25,10 +25,10 @@ from harness.images.artifact import READY_MARKER
 from harness.images.cpio import Archive
 from harness.images.manifest import sha256_file
 from harness.images.recipe import BuildResult, Option, Plan, Recipe, guest_file
+from harness.timeouts import active as active_timeouts
 
 log = logging.getLogger(__name__)
 
-TOOL_TIMEOUT = 120.0
 BUSYBOX = Path("/bin/busybox")
 DROPBEAR = Path("/usr/sbin/dropbear")
 DROPBEARKEY = Path("/usr/bin/dropbearkey")
@@ -151,8 +151,8 @@ def _add_host_key(archive: Archive, work: Path) -> str:
     """Make the guest's ed25519 host key now, so the harness can pin it (no trust on first use)."""
     key_file = work / "dropbear_ed25519_host_key"
     try:
-        proc.run([str(DROPBEARKEY), "-t", "ed25519", "-f", str(key_file)], timeout=TOOL_TIMEOUT)
-        shown = proc.run([str(DROPBEARKEY), "-y", "-f", str(key_file)], timeout=TOOL_TIMEOUT).stdout
+        proc.run([str(DROPBEARKEY), "-t", "ed25519", "-f", str(key_file)], timeout=active_timeouts().build_step)
+        shown = proc.run([str(DROPBEARKEY), "-y", "-f", str(key_file)], timeout=active_timeouts().build_step).stdout
     except CommandError as err:
         raise ImageError(f"generating the guest SSH host key with dropbearkey failed: {err}") from err
     public = next((line for line in shown.splitlines() if line.startswith("ssh-ed25519 ")), None)

@@ -26,11 +26,10 @@ from harness.images import debs
 from harness.images.artifact import ImageArtifact
 from harness.images.cache import entry_lock, replace_dir
 from harness.paths import cache_dir
+from harness.timeouts import active as active_timeouts
 
 log = logging.getLogger(__name__)
 
-MAKE_TIMEOUT = 600.0
-MODINFO_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -54,7 +53,7 @@ def module_for(image: ImageArtifact, source: ModuleSource) -> Path:
         raise ImageError(f"image {image.name} does not say which kernel it boots: the module must be built in the "
                          "guest against its own headers")
     packages = headers_packages(image.kernel_version)
-    compiler = proc.run([cbuild.compiler(), "--version"], timeout=30).stdout.splitlines()[0]
+    compiler = proc.run([cbuild.compiler(), "--version"], timeout=active_timeouts().tool).stdout.splitlines()[0]
     key = hashlib.sha256(json.dumps({"module": source.name, "sources": hashlib.sha256(source.archive).hexdigest(),
                                      "headers": [str(p) for p in packages], "compiler": compiler},
                                     sort_keys=True).encode()).hexdigest()
@@ -85,7 +84,8 @@ def _build(source: ModuleSource, kernel_version: str, packages: list[debs.Packag
         with tarfile.open(fileobj=io.BytesIO(source.archive), mode="r:gz") as tar:
             tar.extractall(src, filter="data")
         try:
-            res = proc.run(["make", "-C", str(src), f"KDIR={kdir}"], timeout=MAKE_TIMEOUT, check=False)
+            res = proc.run(["make", "-C", str(src), f"KDIR={kdir}"], timeout=active_timeouts().module_build,
+                           check=False)
         except CommandError as err:
             raise BuildError(f"building {source.name} for {kernel_version} on this host: {err}") from err
         if not res.ok:
@@ -112,6 +112,6 @@ def _relocate_makefile(kdir: Path, tree: Path) -> None:
 
 
 def _check_vermagic(ko: Path, kernel_version: str) -> None:
-    vermagic = proc.run(["modinfo", "-F", "vermagic", str(ko)], timeout=MODINFO_TIMEOUT).stdout.strip()
+    vermagic = proc.run(["modinfo", "-F", "vermagic", str(ko)], timeout=active_timeouts().tool).stdout.strip()
     if vermagic.split(" ", 1)[0] != kernel_version:
         raise BuildError(f"{ko}: vermagic {vermagic!r} is not for {kernel_version}; remove {ko.parent} to rebuild")

@@ -16,6 +16,7 @@ from typing import TextIO
 
 from harness.progress.board import Board, seconds
 from harness.progress.events import RunDone, RunEvent
+from harness.timeouts import active as active_timeouts
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class LineLog:
     def close(self) -> None:
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=active_timeouts().display_close)
 
     def _beat(self) -> None:
         while not self._stop.wait(self._heartbeat):

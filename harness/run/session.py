@@ -37,7 +37,7 @@ from harness.plan.profiles import Profile
 from harness.progress.events import NULL_PROGRESS, GuestPhase, Progress
 from harness.redact import redact_uri
 from harness.results.record import RunRecorder, new_run_id
-from harness.timeouts import from_environment
+from harness.timeouts import from_environment, use
 from harness.virt.accel import choose_accel
 from harness.virt.capcache import require_stable
 from harness.virt.connection import connect_resilient, is_local
@@ -73,6 +73,7 @@ class KlSession:
         self.run_id = run_id or new_run_id()
         self.results = (results_root or Path(config.run.results)).resolve() / self.run_id
         self.timeouts = from_environment(config.timeouts)
+        use(self.timeouts)  # the builds this run starts (images, klhelper.ko) honour its timeouts: too
         # kl_backend auto means native where the host can run Key Locker: ask it only when some guest says auto.
         usable = False
         if any((g.kl_backend or config.run.kl_backend) == "auto" for g in config.guests):

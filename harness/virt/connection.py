@@ -17,6 +17,7 @@ import libvirt
 from harness.errors import CapabilityError, HostError, VirtError
 from harness.redact import redact_text, redact_uri
 from harness.timeouts import DEFAULT_TIMEOUTS
+from harness.timeouts import active as active_timeouts
 from harness.virt.bounded import bounded
 
 DEFAULT_URI = "qemu:///system"
@@ -49,11 +50,12 @@ def connect(uri: str = DEFAULT_URI, *, timeout: float = DEFAULT_TIMEOUTS.libvirt
 
 
 def connect_resilient(uri: str = DEFAULT_URI, *, timeout: float = DEFAULT_TIMEOUTS.libvirt_connect,
-                      reconnect_timeout: float = 60.0) -> Any:
+                      reconnect_timeout: float | None = None) -> Any:
     """Like :func:`connect`, but the connection reconnects once by itself if the daemon restarts."""
     from harness.virt.reconnect import ReconnectingConnection
 
-    return ReconnectingConnection(uri, lambda: connect(uri, timeout=timeout), reconnect_timeout=reconnect_timeout)
+    return ReconnectingConnection(uri, lambda: connect(uri, timeout=timeout),
+                                  reconnect_timeout=reconnect_timeout or active_timeouts().libvirt_reconnect)
 
 
 def is_local(uri: str) -> bool:

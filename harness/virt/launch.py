@@ -38,7 +38,6 @@ from harness.wait import Deadline, NotYet, retry_lost_race, wait_for
 
 log = logging.getLogger(__name__)
 
-FIRST_BYTE_WAIT = 15.0  # only for the timing record; the marker wait owns the real deadline
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 
 
@@ -212,7 +211,7 @@ def _wait_first_byte(guest: Guest) -> None:
         raise NotYet("the console log is empty")
 
     try:
-        if wait_for("the first console byte", poll, timeout=min(guest.timeouts.boot, FIRST_BYTE_WAIT),
+        if wait_for("the first console byte", poll, timeout=min(guest.timeouts.boot, guest.timeouts.console_first_byte),
                     initial=0.01, cap=0.2):
             guest.timings["console_first_byte"] = time.monotonic() - start
     except GuestError:

@@ -48,6 +48,7 @@ import libvirt
 from harness import proc
 from harness.errors import CommandError, HostError, KlharnessError, VirtError
 from harness.timeouts import DEFAULT_TIMEOUTS, Timeouts
+from harness.timeouts import active as active_timeouts
 from harness.virt.bounded import bounded
 from harness.virt.connection import connect, is_no_domain
 from harness.virt.guest import UNDEFINE_FLAGS, runtime_root
@@ -70,7 +71,6 @@ HIDDEN_DIRS = {
 _ETC_DIRS_COPIED = ("nwfilter", "hooks")
 _ETC_DIRS_EMPTY = ("qemu", "qemu/networks", "qemu/networks/autostart", "storage", "secrets")
 SUN_PATH_MAX = 107  # sockaddr_un.sun_path is 108 bytes with the terminating NUL
-DAEMON_GRACE = 10.0  # SIGTERM -> exit for libvirtd/virtlogd (libvirtd needs ~1 s)
 _counter = 0
 _counter_lock = threading.Lock()
 
@@ -290,7 +290,7 @@ class PeerDaemon:
         assert self._holder is not None and self._holder.proc is not None
         bg = proc.Background(["nsenter", "--target", str(self._holder.proc.pid), "--mount", "--uts", "--",
                               name, "--pid-file", str(self.workdir / f"{name}.pid")],
-                             stdout_path=self.workdir / f"{name}.out", grace=DAEMON_GRACE)
+                             stdout_path=self.workdir / f"{name}.out", grace=self.timeouts.daemon_stop)
         bg.__enter__()
         assert bg.proc is not None
         self.state.procs[name] = [bg.proc.pid, process_start(bg.proc.pid)]
@@ -409,7 +409,7 @@ def destroy_all_domains(conn: Any, timeouts: Timeouts) -> list[str]:
     return errors
 
 
-def kill_namespace(state: PeerState, workdir: Path, grace: float = DAEMON_GRACE) -> list[str]:
+def kill_namespace(state: PeerState, workdir: Path, grace: float | None = None) -> list[str]:
     """Stop the recorded daemons (SIGTERM, then SIGKILL) and SIGKILL anything else in the peer's UTS namespace.
 
     A leftover QEMU keeps the namespace (and its bind mounts) alive, so the
@@ -420,6 +420,7 @@ def kill_namespace(state: PeerState, workdir: Path, grace: float = DAEMON_GRACE)
     own namespace.
     """
     errors: list[str] = []
+    grace = grace if grace is not None else active_timeouts().daemon_stop
     own = _ns_id(os.getpid(), "uts")
     confirmed = bool(state.uts_ns) and state.uts_ns != own and _namespace_is_the_peers(state, workdir)
     for role in ("libvirtd", "virtlogd", "holder"):

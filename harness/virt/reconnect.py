@@ -19,6 +19,7 @@ from typing import Any
 import libvirt
 
 from harness.errors import HostError
+from harness.timeouts import active as active_timeouts
 from harness.wait import NotYet, wait_for
 
 log = logging.getLogger(__name__)
@@ -36,12 +37,12 @@ def connection_lost(err: libvirt.libvirtError) -> bool:
 class ReconnectingConnection:
     """Proxy for a ``virConnect``: same methods, plus one reconnect-and-retry on a lost daemon."""
 
-    def __init__(self, uri: str, opener: Callable[[], Any], *, reconnect_timeout: float = 60.0) -> None:
+    def __init__(self, uri: str, opener: Callable[[], Any], *, reconnect_timeout: float | None = None) -> None:
         self._uri = uri
         self._opener = opener
         self._conn = opener()
         self._lock = threading.Lock()
-        self._timeout = reconnect_timeout
+        self._timeout = reconnect_timeout or active_timeouts().libvirt_reconnect
         self.reconnects = 0
 
     @property

@@ -21,14 +21,12 @@ from pathlib import Path
 
 from harness import proc
 from harness.errors import BuildError, CommandError
+from harness.timeouts import active as active_timeouts
 
 log = logging.getLogger(__name__)
 
 APT_SOURCES = Path("/etc/apt/sources.list.d")
 APT_SOURCES_LIST = Path("/etc/apt/sources.list")
-UPDATE_TIMEOUT = 300.0
-DOWNLOAD_TIMEOUT = 900.0
-UNPACK_TIMEOUT = 600.0
 _VERSION_LINE = re.compile(r"^Version:\s*(\S+)\s*$", re.MULTILINE)
 
 
@@ -124,19 +122,19 @@ class PrivateApt:
                 "-o", "APT::Sandbox::User=root"]
 
     def update(self) -> None:
-        self._run("apt-get update", ["apt-get", *self.options(), "-q", "update"], UPDATE_TIMEOUT)
+        self._run("apt-get update", ["apt-get", *self.options(), "-q", "update"], active_timeouts().source_index)
 
     def versions(self, package: str) -> list[str]:
         """Every version of ``package``'s source the registry serves, as ``apt-cache showsrc`` lists them."""
         out = self._run(f"apt-cache showsrc {package}", ["apt-cache", *self.options(), "showsrc", package],
-                        UPDATE_TIMEOUT)
+                        active_timeouts().source_index)
         return _VERSION_LINE.findall(out)
 
     def download(self, package: str, version: str, dest: Path) -> Path:
         dest.mkdir(parents=True, exist_ok=True)
         self._run(f"apt-get source {package}={version}",
                   ["apt-get", *self.options(), "-q", "source", "--download-only", f"{package}={version}"],
-                  DOWNLOAD_TIMEOUT, cwd=dest)
+                  active_timeouts().source_download, cwd=dest)
         upstream = version.split(":", 1)[-1]
         dsc = dest / f"{package}_{upstream}.dsc"
         if not dsc.is_file():
@@ -192,6 +190,6 @@ def unpack(source: SourcePackage, dest: Path) -> None:
     if shutil.which("dpkg-source") is None:
         raise BuildError("dpkg-source is not installed (package dpkg-dev; scripts/setup-host installs it)")
     try:
-        proc.run(["dpkg-source", "-x", str(source.dsc), str(dest)], timeout=UNPACK_TIMEOUT)
+        proc.run(["dpkg-source", "-x", str(source.dsc), str(dest)], timeout=active_timeouts().source_unpack)
     except CommandError as err:
         raise BuildError(f"unpacking {source.dsc.name} failed: {err}") from err

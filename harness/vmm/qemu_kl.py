@@ -34,6 +34,7 @@ from harness.errors import BuildError, CommandError, CommandTimeout
 from harness.images.cache import entry_lock, make_readable, replace_dir
 from harness.images.manifest import sha256_file
 from harness.paths import REPO_DIR, cache_dir
+from harness.timeouts import active as active_timeouts
 from harness.vmm import debian_source
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,6 @@ CONFIGURE_FLAGS = (
 )
 # A plain PATH: a pyenv shim `python3` ahead of /usr/bin breaks QEMU's configure (HOST_NOTES.md).
 BUILD_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
-CONFIGURE_TIMEOUT = 600.0
-BUILD_TIMEOUT = 3600.0  # ~4 min on 2 cores; a loaded machine gets room
 BINARY = "qemu-system-x86_64"
 MANIFEST = "manifest.json"
 
@@ -140,7 +139,7 @@ def obtain(*, force: bool = False, progress: Any = None) -> tuple[QemuKl, bool]:
     """(build, built_now): the cached build, or a fresh one (once, even across processes)."""
     key = build_key()
     final = entry_dir(key)
-    with entry_lock(final, timeout=BUILD_TIMEOUT):
+    with entry_lock(final, timeout=active_timeouts().vmm_build):
         if (final / MANIFEST).is_file() and not force:
             return _verify(final), False
         return _build(key, final, progress or (lambda msg: None)), True
@@ -185,17 +184,18 @@ def _build(key: str, final: Path, progress: Any) -> QemuKl:
             patches = series()
             for patch in patches:
                 step.do(f"apply {patch.name}", lambda p=patch: _run(
-                    ["patch", "-p1", "--forward", "--batch", "-i", str(p)], tree, 120, logf))
+                    ["patch", "-p1", "--forward", "--batch", "-i", str(p)], tree, active_timeouts().build_step, logf))
             build = tree / "build"
             build.mkdir()
-            step.do("configure", lambda: _run(["../configure", *CONFIGURE_FLAGS], build, CONFIGURE_TIMEOUT, logf))
+            limits = active_timeouts()
+            step.do("configure", lambda: _run(["../configure", *CONFIGURE_FLAGS], build, limits.vmm_configure, logf))
             step.do(f"build (ninja, ~4 min on {os.cpu_count()} cores)", lambda: _run(
-                ["ninja", f"-j{os.cpu_count() or 2}", BINARY], build, BUILD_TIMEOUT, logf))
+                ["ninja", f"-j{os.cpu_count() or 2}", BINARY], build, limits.vmm_build, logf))
             out = work / "out"
             (out / "bin").mkdir(parents=True)
             step.do("install", lambda: _run(["strip", "-o", str(out / "bin" / BINARY), str(build / BINARY)],
-                                            build, 120, logf))
-            version = proc.run([out / "bin" / BINARY, "--version"], timeout=30).stdout.splitlines()[0]
+                                            build, limits.build_step, logf))
+            version = proc.run([out / "bin" / BINARY, "--version"], timeout=limits.tool).stdout.splitlines()[0]
             took = round(time.monotonic() - start, 1)
             manifest = {"name": NAME, "key": key, "sha256": sha256_file(out / "bin" / BINARY),
                         "qemu_version": version.removeprefix("QEMU emulator version ").strip(),
