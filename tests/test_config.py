@@ -86,3 +86,34 @@ def test_the_lab_and_qemu_kl_matrices_ask_the_same_questions() -> None:
     assert (lab.lifecycle, lab.timeouts, lab.hosts) == (vmm.lifecycle, vmm.timeouts, vmm.hosts)
     assert (lab.run.vmm, lab.run.profile, lab.run.accel) == ("system", "kvm-kl-rfc", "kvm")
     assert (vmm.run.vmm, vmm.run.profile, vmm.run.accel) == ("qemu-kl", "qemu-kl", "tcg")
+
+
+def test_an_empty_section_gets_exactly_the_models_defaults(tmp_path: Path) -> None:
+    """Defaults are declared once, in config/model.py: the loader reads them from there."""
+    from dataclasses import replace
+
+    from harness.config.model import GuestConfig, KlConfig, RunSettings
+    from harness.timeouts import Timeouts
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("guests:\n  - name: a\n")
+    loaded = load_config(cfg)
+    assert loaded.run == RunSettings()
+    assert loaded.timeouts == Timeouts()
+    assert replace(loaded.guests[0], line=0) == GuestConfig(name="a")
+    assert loaded.guests[0].kl == KlConfig()
+
+
+def test_a_guest_spec_carries_every_field_it_shares_with_the_config() -> None:
+    from dataclasses import fields
+
+    from harness.config.model import Config, GuestConfig, RunSettings
+    from harness.plan.matrix import plan_guest
+    from harness.virt.spec import GuestSpec
+
+    guest = GuestConfig(name="g", image="debian", vcpus=2, max_vcpus=4, memory_mib=1024, cpu_model="Skylake-Client",
+                        cpu_features=(("aes", "require"),), extra_qemu_cpu_args=("level=28",), extra_cmdline="quiet")
+    spec = plan_guest(guest, Config("t.yaml", RunSettings(), (guest,))).spec
+    shared = {f.name for f in fields(GuestSpec)} & {f.name for f in fields(GuestConfig)} - {"kl", "kl_backend", "vmm"}
+    assert shared >= {"image", "vcpus", "max_vcpus", "memory_mib", "cpu_model", "extra_cmdline"}
+    assert {name: getattr(spec, name) for name in shared} == {name: getattr(guest, name) for name in shared}

@@ -4,6 +4,7 @@ help), and that declaration drives parsing, "did you mean" and the docs.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -22,6 +23,23 @@ class Setting:
     default: Any
     help: str
     required: bool = False
+
+
+def model_default(model: type, attr: str) -> Any:
+    """The default of ``model.attr`` as the dataclass declares it (its default, or its factory's value)."""
+    for fl in dataclasses.fields(model):
+        if fl.name == attr:
+            if fl.default is not dataclasses.MISSING:
+                return fl.default
+            if fl.default_factory is not dataclasses.MISSING:
+                return fl.default_factory()
+            raise ValueError(f"{model.__name__}.{attr} has no default: declare the setting required")
+    raise ValueError(f"{model.__name__} has no field {attr!r}")
+
+
+def of(model: type, key: str, parse: Parser, help: str, *, attr: str | None = None) -> Setting:
+    """A setting whose default is the model's own, so each default is declared once (in config/model.py)."""
+    return Setting(key, parse, model_default(model, attr or key), help)
 
 
 def parse_section(doc: Located, path: PathKey, raw: Any, settings: Sequence[Setting]) -> dict[str, Any]:

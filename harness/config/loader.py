@@ -52,53 +52,54 @@ def guest_name(v: Any) -> str:
 
 
 RUN_SETTINGS = (
-    f.Setting("uri", uri, "qemu:///system", "libvirt URI"),
-    f.Setting("accel", f.choice("auto", "kvm", "tcg"), "auto", "accelerator; auto proves KVM usable first"),
-    f.Setting("kl_backend", f.choice("auto", "native", "emulated"), "auto", "how guests get Key Locker"),
-    f.Setting("profile", f.string, "emulated", "expectation profile in configs/profiles/"),
-    f.Setting("parallel", f.integer(1, 64), 2, "guests booted at once"),
-    f.Setting("keep", f.choice("failed", "all", "none"), "failed", "which guests' artifacts to keep"),
-    f.Setting("results", f.string, "results", "results root directory"),
-    f.Setting("host_uses_kl", f.boolean, False, "model a host kernel that itself uses Key Locker"),
-    f.Setting("kl_feature_name", f.string, "keylocker", "CPU feature name of KL in a patched libvirt/QEMU"),
-    f.Setting("vmm", f.choice("system", "qemu-kl"), "system",
-              "the VMM: system (the distribution's QEMU) or qemu-kl (its TCG executes Key Locker)"),
+    f.of(RunSettings, "uri", uri, "libvirt URI"),
+    f.of(RunSettings, "accel", f.choice("auto", "kvm", "tcg"), "accelerator; auto proves KVM usable first"),
+    f.of(RunSettings, "kl_backend", f.choice("auto", "native", "emulated"), "how guests get Key Locker"),
+    f.of(RunSettings, "profile", f.string, "expectation profile in configs/profiles/"),
+    f.of(RunSettings, "parallel", f.integer(1, 64), "guests booted at once"),
+    f.of(RunSettings, "keep", f.choice("failed", "all", "none"), "which guests' artifacts to keep"),
+    f.of(RunSettings, "results", f.string, "results root directory"),
+    f.of(RunSettings, "host_uses_kl", f.boolean, "model a host kernel that itself uses Key Locker"),
+    f.of(RunSettings, "kl_feature_name", f.string, "CPU feature name of KL in a patched libvirt/QEMU"),
+    f.of(RunSettings, "vmm", f.choice("system", "qemu-kl"),
+         "the VMM: system (the distribution's QEMU) or qemu-kl (its TCG executes Key Locker)"),
 )
 
 KL_SETTINGS = (
-    f.Setting("enabled", f.boolean, False, "expose Key Locker (CPUID.7.0:ECX[23])"),
-    f.Setting("aeskle", f.boolean, True, "AESKLE reads 1; false models a guest kernel leaving CR4.KL clear"),
-    f.Setting("wide", f.boolean, True, "AES*WIDE*KL (0x19:EBX[2])"),
-    f.Setting("backup", f.boolean, True, "IWKey backup MSRs (0x19:EBX[4])"),
-    f.Setting("restrictions", f.string_list(RESTRICTIONS), RESTRICTIONS, "handle restrictions supported"),
-    f.Setting("nobackup", f.boolean, False, "advertise LOADIWKEY NoBackup (0x19:ECX[0])"),
-    f.Setting("random_keysource", f.boolean, False, "advertise hardware-random KeySource (0x19:ECX[1])"),
-    f.Setting("leaf19_present_zero", f.boolean, False, "leaf 0x19 present but all zero, KL absent"),
-    f.Setting("migration_blocker", f.boolean, False,
-              "qemu-kl: once the guest loads an IWKey, QEMU refuses to migrate it (a stack that refuses)"),
+    f.of(KlConfig, "enabled", f.boolean, "expose Key Locker (CPUID.7.0:ECX[23])"),
+    f.of(KlConfig, "aeskle", f.boolean, "AESKLE reads 1; false models a guest kernel leaving CR4.KL clear"),
+    f.of(KlConfig, "wide", f.boolean, "AES*WIDE*KL (0x19:EBX[2])"),
+    f.of(KlConfig, "backup", f.boolean, "IWKey backup MSRs (0x19:EBX[4])"),
+    f.of(KlConfig, "restrictions", f.string_list(RESTRICTIONS), "handle restrictions supported"),
+    f.of(KlConfig, "nobackup", f.boolean, "advertise LOADIWKEY NoBackup (0x19:ECX[0])"),
+    f.of(KlConfig, "random_keysource", f.boolean, "advertise hardware-random KeySource (0x19:ECX[1])"),
+    f.of(KlConfig, "leaf19_present_zero", f.boolean, "leaf 0x19 present but all zero, KL absent"),
+    f.of(KlConfig, "migration_blocker", f.boolean,
+         "qemu-kl: once the guest loads an IWKey, QEMU refuses to migrate it (a stack that refuses)"),
 )
 
+# The raw sub-sections (cpu_features, kl, helper) default to empty YAML; their values are built below.
 GUEST_SETTINGS = (
     f.Setting("name", guest_name, None, "guest name", required=True),
-    f.Setting("image", f.choice(*KNOWN_IMAGES), "mini", "guest image"),
-    f.Setting("vcpus", f.integer(1, 64), 1, "vCPUs at boot"),
-    f.Setting("max_vcpus", f.integer(1, 64), None, "vCPU ceiling for hotplug"),
-    f.Setting("memory", f.size_mib(64, 64 * 1024), 512, "memory, e.g. 512M or 2G"),
-    f.Setting("cpu_model", f.string, "max", "QEMU CPU model"),
+    f.of(GuestConfig, "image", f.choice(*KNOWN_IMAGES), "guest image"),
+    f.of(GuestConfig, "vcpus", f.integer(1, 64), "vCPUs at boot"),
+    f.of(GuestConfig, "max_vcpus", f.integer(1, 64), "vCPU ceiling for hotplug"),
+    f.of(GuestConfig, "memory", f.size_mib(64, 64 * 1024), "memory, e.g. 512M or 2G", attr="memory_mib"),
+    f.of(GuestConfig, "cpu_model", f.string, "QEMU CPU model"),
     f.Setting("cpu_features", lambda v: v, {}, "map of CPU feature -> require|disable"),
-    f.Setting("extra_qemu_cpu_args", f.string_list(), (), "PROP=VALUE CPU properties for a patched QEMU"),
+    f.of(GuestConfig, "extra_qemu_cpu_args", f.string_list(), "PROP=VALUE CPU properties for a patched QEMU"),
     f.Setting("kl", lambda v: v, {}, "Key Locker exposure"),
-    f.Setting("kl_backend", f.choice("auto", "native", "emulated"), None, "override run.kl_backend"),
-    f.Setting("vmm", f.choice("system", "qemu-kl"), None, "override run.vmm"),
-    f.Setting("lifecycle", f.string_list(LIFECYCLE_EVENTS), None, "override the top-level lifecycle list"),
-    f.Setting("host_uses_kl", f.boolean, None, "override run.host_uses_kl for this guest"),
-    f.Setting("extra_cmdline", f.string, "", "appended to the guest kernel command line"),
+    f.of(GuestConfig, "kl_backend", f.choice("auto", "native", "emulated"), "override run.kl_backend"),
+    f.of(GuestConfig, "vmm", f.choice("system", "qemu-kl"), "override run.vmm"),
+    f.of(GuestConfig, "lifecycle", f.string_list(LIFECYCLE_EVENTS), "override the top-level lifecycle list"),
+    f.of(GuestConfig, "host_uses_kl", f.boolean, "override run.host_uses_kl for this guest"),
+    f.of(GuestConfig, "extra_cmdline", f.string, "appended to the guest kernel command line"),
     f.Setting("helper", lambda v: v, {}, "klhelper in the guest: {load: true, params: [force=1]} (lab)"),
 )
 
 HELPER_SETTINGS = (
-    f.Setting("load", f.boolean, False, "build and insmod klhelper after every boot"),
-    f.Setting("params", f.string_list(), (), "insmod parameters"),
+    f.of(GuestConfig, "load", f.boolean, "build and insmod klhelper after every boot", attr="helper"),
+    f.of(GuestConfig, "params", f.string_list(), "insmod parameters", attr="helper_params"),
 )
 
 TOP_SETTINGS = (
@@ -120,10 +121,10 @@ def host_uri(v: Any) -> str:
 HOST_SETTINGS = (
     f.Setting("name", guest_name, None, "host name used in results", required=True),
     f.Setting("uri", host_uri, None, f"libvirt URI (qemu+ssh://lab1/system) or {LOCAL_PEER}", required=True),
-    f.Setting("stage_files", f.boolean, False, "upload images and fw_cfg blobs through the host's storage pool"),
+    f.of(HostConfig, "stage_files", f.boolean, "upload images and fw_cfg blobs through the host's storage pool"),
 )
 
-TIMEOUT_SETTINGS = tuple(f.Setting(fl.name, f.positive_seconds, fl.default, f"{fl.name} timeout")
+TIMEOUT_SETTINGS = tuple(f.of(Timeouts, fl.name, f.positive_seconds, f"{fl.name} timeout")
                          for fl in dataclasses.fields(Timeouts))
 
 

@@ -8,11 +8,15 @@ tested without a daemon; harness.virt only makes it real.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from harness.config.model import Config, GuestConfig
 from harness.kl.emuconfig import EmulatedCpu
 from harness.virt.spec import GuestSpec, KlExposure
+
+# GuestConfig fields a GuestSpec takes as they are (kl, kl_backend and vmm are decided by plan_guest).
+_CARRIED = frozenset(f.name for f in fields(GuestSpec)) & frozenset(f.name for f in fields(GuestConfig)) \
+    - {"kl", "kl_backend", "vmm"}
 
 
 @dataclass(frozen=True)
@@ -73,23 +77,12 @@ def plan_guest(guest: GuestConfig, config: Config, *, host_kl_usable: bool = Fal
     exposure = KlExposure(enabled=expose, aeskle=kl.aeskle, wide=kl.wide, backup=kl.backup,
                           restrictions=frozenset(kl.restrictions), nobackup_bit=kl.nobackup,
                           random_keysource_bit=kl.random_keysource, leaf19_present_zero=kl.leaf19_present_zero)
-    spec = GuestSpec(
-        name=guest.name,
-        image=guest.image,
-        vcpus=guest.vcpus,
-        max_vcpus=guest.max_vcpus,
-        memory_mib=guest.memory_mib,
-        cpu_model=guest.cpu_model,
-        cpu_features=tuple((n, p) for n, p in guest.cpu_features),  # type: ignore[misc]
-        extra_qemu_cpu_args=guest.extra_qemu_cpu_args,
-        kl_backend="native" if backend == "native" else "emulated",
-        kl=exposure,
-        kl_feature_name=config.run.kl_feature_name,
-        accel=config.run.accel,  # type: ignore[arg-type]
-        extra_cmdline=guest.extra_cmdline,
-        vmm=vmm,  # type: ignore[arg-type]
-        kl_migration_blocker=kl.migration_blocker,
-    )
+    # What the config says as such (name, image, vCPUs, memory, CPU model and features, …) is carried
+    # by name, so a field added to both dataclasses cannot be forgotten here; the rest is decided above.
+    spec = GuestSpec(**{**{name: getattr(guest, name) for name in _CARRIED},
+                        "kl_backend": "native" if backend == "native" else "emulated", "kl": exposure,
+                        "kl_feature_name": config.run.kl_feature_name, "accel": config.run.accel, "vmm": vmm,
+                        "kl_migration_blocker": kl.migration_blocker})
     emulated = None
     if backend == "emulated" and expose:
         # aeskle: false is modelled as the common real case: a guest kernel that never sets
