@@ -100,8 +100,8 @@ def test_a_failing_teardown_step_skips_nothing_and_is_recorded(monkeypatch: pyte
     monkeypatch.setattr(session_mod, "delete_volumes", failing_delete)
     monkeypatch.setattr(session_mod, "close_run_peers", peers)
     s = new_session(host_kl_usable=lambda: False)
-    s._host_ctx["lab1"] = FakeCtx(conn=object(), stage=object())  # type: ignore[assignment]
-    s._host_ctx["lab2"] = FakeCtx(conn=object(), stage=object())  # type: ignore[assignment]
+    s.run_hosts._contexts["lab1"] = FakeCtx(conn=object(), stage=object())  # type: ignore[assignment]
+    s.run_hosts._contexts["lab2"] = FakeCtx(conn=object(), stage=object())  # type: ignore[assignment]
     s.close("complete")
     assert calls == ["delete", "delete", "peers"]  # both hosts tried, and the peers stopped after them
     record = s.recorder.snapshot()

@@ -3,7 +3,8 @@
 Why a session object behind thin fixtures (the pytest tmp_path pattern): the
 pool outlives single tests, boots guests in the background while earlier
 tests run, and must tear everything down in a fixed order even when pytest
-is interrupted.  The plugin only wires it to pytest.
+is interrupted.  The plugin only wires it to pytest; the hosts (connections,
+contexts, placement) are :class:`harness.run.hosts.RunHosts`.
 """
 
 from __future__ import annotations
@@ -21,30 +22,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import cbuild
-from harness.config.model import LOCAL_PEER, Config, HostConfig
-from harness.errors import CapabilityError, KlharnessError, VirtError
+from harness.config.model import Config, HostConfig
+from harness.errors import KlharnessError, VirtError
 from harness.guest.probeguest import ProbeGuest, ProbeRun, RunContext, boot
-from harness.guest.ssh import KeyPair, generate_keypair
-from harness.host import check as hostcheck
 from harness.host.check import host_check
 from harness.images import build_image
 from harness.images.artifact import ImageArtifact
 from harness.kl.emuconfig import private_runtime_dir
 from harness.plan.matrix import GuestPlan, plan
-from harness.plan.placement import HostCapability, Placement, place
 from harness.plan.profiles import Profile
 from harness.progress.events import NULL_PROGRESS, GuestPhase, Progress
 from harness.redact import redact_uri
 from harness.results.record import RunRecorder, new_run_id
+from harness.run.hosts import RunHosts
 from harness.timeouts import from_environment, use
-from harness.virt.accel import choose_accel
-from harness.virt.capcache import require_stable
-from harness.virt.connection import connect_resilient, is_local
-from harness.virt.peer import close_run_peers, run_peer
-from harness.virt.reaper import reap
+from harness.virt.connection import is_local
+from harness.virt.peer import close_run_peers
 from harness.virt.registry import RunGuests
-from harness.virt.storage import delete_volumes, stage_file, stage_image
+from harness.virt.storage import delete_volumes, stage_image
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +75,8 @@ class KlSession:
             usable = (host_kl_usable or functools.partial(_local_host_kl_usable, self.uri))()
         self.plans: dict[str, GuestPlan] = {p.name: p for p in plan(config, host_kl_usable=usable)}
         self.pool: dict[str, PoolEntry] = {name: PoolEntry() for name in self.plans}
-        self._ctx_lock = threading.Lock()
-        self._shared_parts: tuple[KeyPair, Path] | None = None
-        self._host_ctx: dict[str, RunContext] = {}
-        self._host_errors: dict[str, BaseException] = {}
-        self._host_checks: dict[str, dict[str, Any]] = {}
         self._images: dict[str, ImageArtifact] = {}
         self._staged: dict[str, ImageArtifact] = {}
-        self._placement: Placement | None = None
         self._executor = cf.ThreadPoolExecutor(max_workers=config.run.parallel, thread_name_prefix="klh-boot")
         self.recorder = RunRecorder(self.results, self.run_id, {
             "config": config.source, "profile": profile.name, "profile_source": profile.source,
@@ -98,88 +87,15 @@ class KlSession:
         # a SIGTERM to the run then tears every guest down, pooled ones included.
         self.registry = RunGuests(self.run_id, keep_console=True)
         self.registry.__enter__()
+        self.run_hosts = RunHosts(self.hosts, config, self.plans, run_id=self.run_id, timeouts=self.timeouts,
+                                  registry=self.registry, recorder=self.recorder, results=self.results,
+                                  progress=progress)
 
-    # -- shared infrastructure, created on first use ----------------------------------------------
+    # -- hosts ------------------------------------------------------------------------------------
 
     def context(self) -> RunContext:
-        """The first host's context (see :meth:`host_context`)."""
-        return self.host_context(self.hosts[0].name)
-
-    def host_context(self, host: str) -> RunContext:
-        """Connect to one host of the run, check it, reap its leftovers; every host the same way, once.
-
-        The run's SSH key, probe and registry are shared; a host that failed fails the same way again.
-        """
-        with self._ctx_lock:
-            if host in self._host_ctx:
-                return self._host_ctx[host]
-            if host in self._host_errors:
-                raise self._host_errors[host]
-            try:
-                self._host_ctx[host] = self._connect(next(h for h in self.hosts if h.name == host))
-            except BaseException as err:
-                self._host_errors[host] = err
-                raise
-            return self._host_ctx[host]
-
-    def _shared(self) -> tuple[KeyPair, Path]:
-        if self._shared_parts is None:
-            self._shared_parts = (generate_keypair(private_runtime_dir(self.run_id) / "ssh",
-                                                   f"klharness-{self.run_id}"), cbuild.build("klprobe"))
-        return self._shared_parts
-
-    def _connect(self, cfg: HostConfig) -> RunContext:
-        start = time.monotonic()
-        uri = run_peer(self.run_id, timeouts=self.timeouts).uri if cfg.uri == LOCAL_PEER else cfg.uri
-        conn = connect_resilient(uri, timeout=self.timeouts.libvirt_connect)
-        local = is_local(uri)
-        require_stable(conn, local=local, uri=redact_uri(uri))  # fail fast, not 106 creation timeouts
-        reaped = reap(conn, local=True) if local else []
-        accel = choose_accel(self.config.run.accel, local=local)
-        keypair, probe = self._shared()
-        facts = hostcheck.run_facts(conn)
-        facts["accel"] = {"accel": accel.accel, "reason": accel.reason}
-        facts["name"] = cfg.name
-        self._host_checks[cfg.name] = facts.get("host_check", {})
-        if cfg is self.hosts[0]:
-            self.recorder.update(lambda d: d.update(host=facts, reaped=[r.describe() for r in reaped]))
-        else:
-            self.recorder.update(lambda d: d.setdefault("other_hosts", {}).update(
-                {cfg.name: {"uri": redact_uri(uri), "accel": accel.accel, "host_check": facts.get("host_check"),
-                            "reaped": [r.describe() for r in reaped]}}))
-        stage = functools.partial(_stage_private, conn) if cfg.stage_files else None
-        ctx = RunContext(self.run_id, conn, keypair, self.timeouts, self.registry, probe, accel,
-                         self.results / "guests", stage, self.progress)
-        took = time.monotonic() - start
-        self.recorder.update(lambda d: d.setdefault("timings", {}).setdefault("setup_per_host", {}).update(
-            {cfg.name: round(took, 3)}))
-        if cfg is self.hosts[0]:
-            self.recorder.update(lambda d: d.setdefault("timings", {}).update(setup=took))
-        return ctx
-
-    def placement(self) -> Placement:
-        """Which host boots which guest (computed once, after every host answered)."""
-        if self._placement is None:
-            caps = []
-            for h in self.hosts:
-                self.host_context(h.name)  # connects and checks the host once
-                report = self._host_checks.get(h.name, {})
-                caps.append(HostCapability(h.name, report.get("verdicts", {}).get("native", {}).get("possible")
-                                           is True))
-            self._placement = place(list(self.plans.values()), caps, self.config)
-            self.recorder.update(lambda d: d.update(placement=dict(self._placement.host_of),  # type: ignore[union-attr]
-                                                    unplaced=dict(self._placement.unplaced)))  # type: ignore[union-attr]
-        return self._placement
-
-    def context_for(self, guest: str) -> tuple[str, RunContext]:
-        """The host (name, context) that runs ``guest``; CapabilityError (a skip) when none can."""
-        if len(self.hosts) == 1:
-            return self.hosts[0].name, self.context()
-        where = self.placement()
-        if guest in where.unplaced:
-            raise CapabilityError(where.unplaced[guest])
-        host = where.host_of[guest]
-        return host, self.host_context(host)
+        """The first host's context (see :meth:`RunHosts.context`)."""
+        return self.run_hosts.context(self.hosts[0].name)
 
     def image(self, name: str) -> ImageArtifact:
         if name not in self._images:
@@ -211,7 +127,7 @@ class KlSession:
         image = self.image(name)
         if ctx.stage is None:
             return image
-        with self._ctx_lock:
+        with self.run_hosts.lock:
             key = f"{host}/{name}"
             if key not in self._staged:
                 start = time.monotonic()
@@ -221,7 +137,7 @@ class KlSession:
             return self._staged[key]
 
     def _boot_pooled(self, name: str) -> ProbeGuest:
-        host, ctx = self.context_for(name)
+        host, ctx = self.run_hosts.for_guest(name)
         p = self.plans[name]
         self.progress.emit(GuestPhase(name, "image", p.spec.image))
         pg = boot(ctx, p, self.image_for(p.spec.image, host, ctx))
@@ -257,7 +173,7 @@ class KlSession:
 
     def fresh(self, name: str, suffix: str, *, persistent: bool = False, suspend: bool = False) -> ProbeGuest:
         """A dedicated guest for a destructive test (torn down by :meth:`release`)."""
-        host, ctx = self.context_for(name)
+        host, ctx = self.run_hosts.for_guest(name)
         p = self.plans[name]
         self.progress.emit(GuestPhase(f"{name}{suffix}", "image", p.spec.image))
         pg = boot(ctx, p, self.image_for(p.spec.image, host, ctx), suffix=suffix, persistent=persistent,
@@ -314,7 +230,7 @@ class KlSession:
             ("tear down the run's guests", self._teardown_registry),
             *((f"delete staged fw_cfg blobs on {h}", functools.partial(delete_volumes, ctx.conn,
                                                                        f"fw-klh-{self.run_id}-"))
-              for h, ctx in self._host_ctx.items() if ctx.stage is not None),  # they may hold secrets
+              for h, ctx in self.run_hosts.connected() if ctx.stage is not None),  # they may hold secrets
             ("stop the run's peer daemons", self._stop_peers),  # after the guests: migrated ones live there
             ("remove the run's private files", functools.partial(shutil.rmtree, private_runtime_dir(self.run_id),
                                                                  ignore_errors=True)),
@@ -361,10 +277,6 @@ def _local_host_kl_usable(uri: str) -> bool:
         return False
     native = host_check(None, uri=uri)["verdicts"]["native"]
     return native["possible"] is not False and not native["reasons"]
-
-
-def _stage_private(conn: Any, path: Path, volume: str) -> Path:
-    return stage_file(conn, path, volume, mode=0o600)
 
 
 def _rounded(t: dict[str, float]) -> dict[str, float]:

@@ -1,0 +1,143 @@
+"""The run's libvirt hosts: one connection and one RunContext per host, made on first use.
+
+Why apart from the session: connecting is its own job (a local peer daemon started on demand, the
+capability cache checked, leftovers reaped, the host checked and recorded, files staged where the
+host cannot read ours), and every host goes through it the same way — the first one included, so a
+``local-peer`` or ``stage_files`` first host behaves as it would second.  Placement asks every host
+once, then says which host boots which guest.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from harness import cbuild
+from harness.config.model import LOCAL_PEER, Config, HostConfig
+from harness.errors import CapabilityError
+from harness.guest.probeguest import RunContext
+from harness.guest.ssh import KeyPair, generate_keypair
+from harness.host import check as hostcheck
+from harness.kl.emuconfig import private_runtime_dir
+from harness.plan.matrix import GuestPlan
+from harness.plan.placement import HostCapability, Placement, place
+from harness.progress.events import Progress
+from harness.redact import redact_uri
+from harness.results.record import RunRecorder
+from harness.timeouts import Timeouts
+from harness.virt.accel import choose_accel
+from harness.virt.capcache import require_stable
+from harness.virt.connection import connect_resilient, is_local
+from harness.virt.peer import run_peer
+from harness.virt.reaper import reap
+from harness.virt.registry import RunGuests
+from harness.virt.storage import stage_file
+
+
+class RunHosts:
+    """Every host of one run, connected once each (a host that failed fails the same way again)."""
+
+    def __init__(self, hosts: tuple[HostConfig, ...], config: Config, plans: dict[str, GuestPlan], *, run_id: str,
+                 timeouts: Timeouts, registry: RunGuests, recorder: RunRecorder, results: Path,
+                 progress: Progress) -> None:
+        self.hosts = hosts
+        self.config = config
+        self.plans = plans
+        self.run_id = run_id
+        self.timeouts = timeouts
+        self.registry = registry
+        self.recorder = recorder
+        self.results = results
+        self.progress = progress
+        self.lock = threading.Lock()
+        self._contexts: dict[str, RunContext] = {}
+        self._errors: dict[str, BaseException] = {}
+        self._checks: dict[str, dict[str, Any]] = {}
+        self._shared_parts: tuple[KeyPair, Path] | None = None
+        self._placement: Placement | None = None
+
+    def context(self, host: str) -> RunContext:
+        """Connect to one host, check it, reap its leftovers; once per host. The run's SSH key, probe
+        and registry are shared by all hosts."""
+        with self.lock:
+            if host in self._contexts:
+                return self._contexts[host]
+            if host in self._errors:
+                raise self._errors[host]
+            try:
+                self._contexts[host] = self._connect(next(h for h in self.hosts if h.name == host))
+            except BaseException as err:
+                self._errors[host] = err
+                raise
+            return self._contexts[host]
+
+    def connected(self) -> Iterator[tuple[str, RunContext]]:
+        """The hosts connected so far (what teardown has to clean up)."""
+        yield from list(self._contexts.items())
+
+    def for_guest(self, guest: str) -> tuple[str, RunContext]:
+        """The host (name, context) that runs ``guest``; CapabilityError (a skip) when none can."""
+        if len(self.hosts) == 1:
+            return self.hosts[0].name, self.context(self.hosts[0].name)
+        where = self.placement()
+        if guest in where.unplaced:
+            raise CapabilityError(where.unplaced[guest])
+        host = where.host_of[guest]
+        return host, self.context(host)
+
+    def placement(self) -> Placement:
+        """Which host boots which guest (computed once, after every host answered)."""
+        if self._placement is None:
+            caps = []
+            for h in self.hosts:
+                self.context(h.name)  # connects and checks the host once
+                native = self._checks.get(h.name, {}).get("verdicts", {}).get("native", {})
+                caps.append(HostCapability(h.name, native.get("possible") is True))
+            placement = self._placement = place(list(self.plans.values()), caps, self.config)
+            self.recorder.update(lambda d: d.update(placement=dict(placement.host_of),
+                                                    unplaced=dict(placement.unplaced)))
+        return self._placement
+
+    def _shared(self) -> tuple[KeyPair, Path]:
+        if self._shared_parts is None:
+            self._shared_parts = (generate_keypair(private_runtime_dir(self.run_id) / "ssh",
+                                                   f"klharness-{self.run_id}"), cbuild.build("klprobe"))
+        return self._shared_parts
+
+    def _connect(self, cfg: HostConfig) -> RunContext:
+        start = time.monotonic()
+        uri = run_peer(self.run_id, timeouts=self.timeouts).uri if cfg.uri == LOCAL_PEER else cfg.uri
+        conn = connect_resilient(uri, timeout=self.timeouts.libvirt_connect)
+        local = is_local(uri)
+        require_stable(conn, local=local, uri=redact_uri(uri))  # fail fast, not 106 creation timeouts
+        reaped = [r.describe() for r in reap(conn, local=True)] if local else []
+        accel = choose_accel(self.config.run.accel, local=local)
+        keypair, probe = self._shared()
+        facts = hostcheck.run_facts(conn)
+        facts["accel"] = {"accel": accel.accel, "reason": accel.reason}
+        facts["name"] = cfg.name
+        self._checks[cfg.name] = facts.get("host_check", {})
+        first = cfg is self.hosts[0]
+        if first:
+            self.recorder.update(lambda d: d.update(host=facts, reaped=reaped))
+        else:
+            self.recorder.update(lambda d: d.setdefault("other_hosts", {}).update(
+                {cfg.name: {"uri": redact_uri(uri), "accel": accel.accel, "host_check": facts.get("host_check"),
+                            "reaped": reaped}}))
+        stage = functools.partial(_stage_private, conn) if cfg.stage_files else None
+        ctx = RunContext(self.run_id, conn, keypair, self.timeouts, self.registry, probe, accel,
+                         self.results / "guests", stage, self.progress)
+        took = time.monotonic() - start
+        self.recorder.update(lambda d: d.setdefault("timings", {}).setdefault("setup_per_host", {}).update(
+            {cfg.name: round(took, 3)}))
+        if first:
+            self.recorder.update(lambda d: d.setdefault("timings", {}).update(setup=took))
+        return ctx
+
+
+def _stage_private(conn: Any, path: Path, volume: str) -> Path:
+    return stage_file(conn, path, volume, mode=0o600)
