@@ -294,7 +294,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         if report.skipped and isinstance(report.longrepr, tuple):
             entry["reason"] = str(report.longrepr[2]).removeprefix("Skipped: ")
         elif report.failed:
-            entry["reason"] = _short_reason(report)
+            verdict = item.stash.get(DETAILS_KEY, {}).get("verdict")
+            # The judged verdict when the test recorded one; otherwise (a broken harness, an assertion of
+            # the test's own) the first line of what pytest reports.
+            entry["reason"] = "; ".join(verdict["reasons"]) if verdict and verdict.get("reasons") \
+                else _short_reason(report)
             if call.excinfo is not None and isinstance(call.excinfo.value, INFRASTRUCTURE_ERRORS):
                 # The harness or host broke, not the stack under test: say so, apart from verdicts.
                 entry["infrastructure"] = type(call.excinfo.value).__name__

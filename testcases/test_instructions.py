@@ -25,4 +25,5 @@ def test_check(kl_check: str, kl_probe: ProbeRun, kl_profile: Profile, kl_record
     kl_record.update(observation={"signal": obs.signal, "zf": obs.zf, "facts": dict(obs.facts),
                                   "outputs": dict(obs.outputs)}, provenance=obs.provenance)
     verdict = judge(obs, expect)
+    kl_record.update(verdict={"passed": verdict.passed, "reasons": list(verdict.reasons)})  # the record's reason
     assert verdict.passed, "; ".join(verdict.reasons)

@@ -92,3 +92,24 @@ def test_wrong_answer(kl_guest, kl_record):
     assert tests["test_broken_host"]["infrastructure"] == "HostError"
     assert "infrastructure" not in tests["test_wrong_answer"]
     assert tests["test_wrong_answer"]["outcome"] == "failed"
+
+
+VERDICT_CELLS = '''
+def test_judged(kl_guest, kl_record):
+    kl_record.update(verdict={"passed": False, "reasons": ["ZF=1, expected 0", "XMM0 differs"]})
+    assert False, "this text is not the record's reason"
+
+def test_plain(kl_guest):
+    assert kl_guest == "nope", "an assertion of the test's own"
+'''
+
+
+def test_the_record_keeps_the_judged_verdict_not_the_failure_text(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_cells=VERDICT_CELLS)
+    cfg = pytester.makefile(".yaml", matrix=KL_ONLY)
+    pytester.runpytest(f"--kl-config={cfg}", f"--kl-results={pytester.path / 'res'}", "--kl-run-id=v1",
+                       "-p", "no:cacheprovider")
+    tests = {t["test"]: t for t in json.loads((pytester.path / "res" / "v1" / "record.json").read_text())["tests"]}
+    assert tests["test_judged"]["reason"] == "ZF=1, expected 0; XMM0 differs"
+    assert tests["test_judged"]["verdict"] == {"passed": False, "reasons": ["ZF=1, expected 0", "XMM0 differs"]}
+    assert tests["test_plain"]["reason"].startswith("AssertionError: an assertion of the test's own")
