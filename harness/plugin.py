@@ -30,7 +30,6 @@ from harness.errors import (
 from harness.guest.events import NEEDS_PERSISTENT, NEEDS_SUSPEND
 from harness.guest.probeguest import ProbeGuest, ProbeRun
 from harness.kl.checks import expected_check_ids
-from harness.kl.cpuid import Regs, decode, leaf19_words
 from harness.paths import REPO_DIR
 from harness.plan.matrix import GuestPlan, lifecycle_events
 from harness.plan.profiles import Profile, check_config, load_profile
@@ -125,13 +124,8 @@ def _progress_line(params: dict[str, Any]) -> str | None:
 
 def planned_cpu_checks(p: GuestPlan) -> list[str]:
     """Check ids the probe must report on this guest, known before it boots."""
-    kl = p.spec.kl
-    if not kl.enabled:
-        return expected_check_ids(decode(0, None), usable=False)
-    eax, ebx, ecx = leaf19_words(restrictions=kl.restrictions, wide=kl.wide, backup=kl.backup,
-                                 nobackup=kl.nobackup_bit, random_keysource=kl.random_keysource_bit)
-    cpu = decode(1 << 23, Regs(eax, ebx | int(kl.aeskle), ecx, 0))
-    return expected_check_ids(cpu, usable=cpu.usable)
+    cpu = p.spec.kl.cpuid()
+    return expected_check_ids(cpu, usable=p.spec.kl.enabled and cpu.usable)
 
 
 def _select(session: KlSession, filters: dict[str, Any]) -> list[str]:

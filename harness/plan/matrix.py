@@ -87,9 +87,10 @@ def plan_guest(guest: GuestConfig, config: Config, *, host_kl_usable: bool = Fal
     if backend == "emulated" and expose:
         # aeskle: false is modelled as the common real case: a guest kernel that never sets
         # CR4.KL (every stock kernel), so AESKLE reads 0 and even LOADIWKEY #UDs.
-        emulated = EmulatedCpu(kl=True, aeskle=True, cr4_kl=kl.aeskle, cpl=3, restrictions=frozenset(kl.restrictions),
-                               wide=kl.wide, backup=kl.backup, nobackup=kl.nobackup,
-                               random_keysource=kl.random_keysource)
+        # The emulator's CPU is the exposure itself (one virtual-CPU value), plus the modelled kernel's CR4.KL.
+        emulated = EmulatedCpu(kl=True, aeskle=True, cr4_kl=exposure.aeskle, cpl=3, restrictions=exposure.restrictions,
+                               wide=exposure.wide, backup=exposure.backup, nobackup=exposure.nobackup_bit,
+                               random_keysource=exposure.random_keysource_bit)
     # qemu-kl: a stock guest kernel never sets CR4.KL, so klhelper does it wherever AESKLE should read 1
     # (kl.aeskle: false on qemu-kl is the real "advertised but unusable" guest, no model involved).
     helper = guest.helper or (vmm == "qemu-kl" and expose and kl.aeskle)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from harness.errors import ConfigError
+from harness.kl.cpuid import CPUID7_ECX_KL, L19_EBX_AESKLE, KeyLockerCpuid, Regs, decode, leaf19_words
 
 KlBackend = Literal["native", "emulated"]
 # The VMM a guest runs on: the distribution's QEMU, or qemu-kl (its TCG executes Key Locker).
@@ -72,11 +73,15 @@ class KlExposure:
         """
         if not self.enabled:
             return (0, 0, 0, 0)
-        eax = (("cpl0" in self.restrictions) << 0) | (("noencrypt" in self.restrictions) << 1) \
-            | (("nodecrypt" in self.restrictions) << 2)
-        ebx = (self.aeskle << 0) | (self.wide << 2) | (self.backup << 4)
-        ecx = (self.nobackup_bit << 0) | (self.random_keysource_bit << 1)
-        return (eax, ebx, ecx, 0)
+        eax, ebx, ecx = leaf19_words(restrictions=self.restrictions, wide=self.wide, backup=self.backup,
+                                     nobackup=self.nobackup_bit, random_keysource=self.random_keysource_bit)
+        return (eax, ebx | (L19_EBX_AESKLE if self.aeskle else 0), ecx, 0)
+
+    def cpuid(self) -> KeyLockerCpuid:
+        """The decoded CPUID a guest with this exposure reads (what the probe's checks depend on)."""
+        if not self.enabled:
+            return decode(0, None)
+        return decode(CPUID7_ECX_KL, Regs(*self.leaf19()))
 
 
 @dataclass(frozen=True)
