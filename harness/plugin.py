@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from harness.config import load_config
+from harness.config.model import KEEP_POLICIES
 from harness.errors import (
     BuildError,
     CapabilityError,
@@ -56,7 +57,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--kl-config", default=None, help="matrix config (default: configs/ci.yaml)")
     group.addoption("--kl-uri", default=None, help="libvirt URI (default: run.uri of the config)")
     group.addoption("--kl-profile", default=None, help="expectation profile name or path (default: run.profile)")
-    group.addoption("--kl-keep", default=None, choices=("failed", "all", "none"),
+    group.addoption("--kl-keep", default=None, choices=KEEP_POLICIES,
                     help="whose artifacts (console, domain XML, probe JSON) to keep (default: run.keep)")
     group.addoption("--kl-results", default=None, help="results root (default: run.results)")
     group.addoption("--kl-run-id", default=None, help="run id (default: a new one)")
@@ -180,7 +181,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         guest = callspec.params.get("kl_guest")
         if isinstance(guest, str) and guest in kls.plans and guest not in needed:
             needed.append(guest)
-    kls.prefetch(needed)
+    kls.pool.prefetch(needed)
 
 
 # -- fixtures -------------------------------------------------------------------------------------------
@@ -210,7 +211,7 @@ def kl_record(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 
 def _skip_if_impossible(kl: KlSession, guest: str) -> None:
-    reason = kl.skip_reason(guest)
+    reason = kl.pool.skip_reason(guest)
     if reason:
         pytest.skip(reason)
 
@@ -221,14 +222,14 @@ def kl_guest_handle(kl: KlSession, kl_guest: str, request: pytest.FixtureRequest
     _skip_if_impossible(kl, kl_guest)
     naive = request.config.getoption("--kl-no-pool")
     try:
-        pg = kl.fresh(kl_guest, "-naive") if naive else kl.pooled(kl_guest)
+        pg = kl.pool.fresh(kl_guest, "-naive") if naive else kl.pool.pooled(kl_guest)
     except CapabilityError as err:
         pytest.skip(str(err))
     try:
         yield pg
     finally:
         if naive:
-            kl.release(pg, failed=any(r.failed for r in request.node.stash.get(REPORTS_KEY, {}).values()))
+            kl.pool.release(pg, failed=any(r.failed for r in request.node.stash.get(REPORTS_KEY, {}).values()))
 
 
 @pytest.fixture()
@@ -236,7 +237,7 @@ def kl_probe(kl: KlSession, kl_guest: str, kl_guest_handle: ProbeGuest, request:
     """The probe document of the pooled guest (run once per guest; every test with --kl-no-pool)."""
     if request.config.getoption("--kl-no-pool"):
         return kl_guest_handle.probe()
-    return kl.probe(kl_guest)
+    return kl.pool.probe(kl_guest)
 
 
 @pytest.fixture()
@@ -245,7 +246,7 @@ def kl_fresh_guest(kl: KlSession, kl_guest: str, request: pytest.FixtureRequest)
     _skip_if_impossible(kl, kl_guest)
     event = request.node.callspec.params.get("kl_event", "fresh")
     try:
-        pg = kl.fresh(kl_guest, _fresh_suffix(event), persistent=event in NEEDS_PERSISTENT,
+        pg = kl.pool.fresh(kl_guest, _fresh_suffix(event), persistent=event in NEEDS_PERSISTENT,
                       suspend=event in NEEDS_SUSPEND)
     except CapabilityError as err:
         pytest.skip(str(err))
@@ -256,7 +257,7 @@ def kl_fresh_guest(kl: KlSession, kl_guest: str, request: pytest.FixtureRequest)
     finally:
         reports = request.node.stash.get(REPORTS_KEY, {})
         failed = any(r.failed for r in reports.values())
-        kl.release(pg, failed=failed)
+        kl.pool.release(pg, failed=failed)
 
 
 # -- outcomes into the run record --------------------------------------------------------------------------
@@ -273,7 +274,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     guest = guest if isinstance(guest, str) else None
     done = report.when == "call" or (report.when == "setup" and not report.passed)
     if guest and report.failed:
-        kls.mark_failed(guest)
+        kls.pool.mark_failed(guest)
     if done and callspec is not None and guest is not None:
         entry: dict[str, Any] = {
             "nodeid": item.nodeid,

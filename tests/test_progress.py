@@ -308,10 +308,11 @@ def test_boot_reports_booting_before_the_domain_starts_and_ssh_before_connecting
     assert deadlines[0] is deadlines[1] and deadlines[0].seconds == 77.0
 
 
-def test_the_session_reports_the_probe_once_per_pooled_guest() -> None:
+def test_the_session_reports_the_probe_once_per_pooled_guest(tmp_path: Path) -> None:
     from harness.config.model import Config, GuestConfig, KlConfig, RunSettings
     from harness.guest.probeguest import ProbeRun
     from harness.plan.profiles import load_profile
+    from harness.run.artifacts import Artifacts
     from harness.run.session import KlSession
 
     progress = Recorder()
@@ -331,13 +332,13 @@ def test_the_session_reports_the_probe_once_per_pooled_guest() -> None:
 
     done: Future[Any] = Future()
     done.set_result(Pooled())
-    s.pool["kl-a"].future = done
+    s.pool.entries["kl-a"].future = done
     try:
-        s._write_artifact = lambda *a: None  # type: ignore[method-assign]
-        s.probe("kl-a")
-        s.probe("kl-a")
+        s.pool.artifacts = Artifacts(tmp_path, "none")
+        s.pool.probe("kl-a")
+        s.pool.probe("kl-a")
     finally:
-        s.pool["kl-a"].future = None
+        s.pool.entries["kl-a"].future = None
         s.close("complete")
     assert progress.events == [GuestPhase("kl-a", "probe")]
 

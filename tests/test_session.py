@@ -174,3 +174,54 @@ def test_a_local_peer_first_host_with_stage_files_runs_like_any_other(tmp_path: 
     assert record["host"]["name"] == "peer" and record["guests"]["kl-off"]["host"] == "peer"
     assert "peer/mini" in record.get("staged_images", {}), record.get("staged_images")
     assert {t["outcome"] for t in record["tests"]} == {"passed"} and len(record["tests"]) >= 12
+
+
+# -- the keep policy and the run's images ------------------------------------------------------------------
+
+@pytest.mark.parametrize(("keep", "failed", "kept"), [
+    ("all", False, True), ("all", True, True), ("failed", False, False), ("failed", True, True),
+    ("none", True, False), ("none", False, False)])
+def test_one_keep_policy_decides_the_guest_and_its_artifacts(tmp_path: Path, keep: str, failed: bool,
+                                                              kept: bool) -> None:
+    from harness.run.artifacts import Artifacts
+
+    a = Artifacts(tmp_path, keep)
+    path = a.write("g1", "probe.json", "{}")
+    assert path == tmp_path / "guests" / "g1" / "probe.json" and path.read_text() == "{}"
+    assert a.keeps(failed=failed) is kept
+    a.settle("g1", kept=a.keeps(failed=failed))
+    assert path.exists() is kept
+
+
+def test_an_image_is_built_once_per_run_however_many_guests_ask(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from harness.results.record import RunRecorder
+    from harness.run import images as images_mod
+
+    built: list[str] = []
+
+    class Artifact:
+        def __init__(self, name: str) -> None:
+            self.key = f"key-{name}"
+
+    def fake_build(name: str, *, options: object = None) -> Artifact:
+        built.append(name)
+        time.sleep(0.05)  # long enough for the other threads to ask meanwhile
+        return Artifact(name)
+
+    monkeypatch.setattr(images_mod, "build_image", fake_build)
+    recorder = RunRecorder(Path("unused"), "r", {}, persist=False)
+    images = images_mod.RunImages(AUTO, recorder)
+    barrier = threading.Barrier(4)
+
+    def ask(name: str) -> str:
+        barrier.wait()
+        return str(images.image(name).key)
+
+    with ThreadPoolExecutor(4) as pool:
+        keys = list(pool.map(ask, ["mini", "mini", "debian", "mini"]))
+    assert keys == ["key-mini", "key-mini", "key-debian", "key-mini"]
+    assert sorted(built) == ["debian", "mini"]
+    assert set(recorder.snapshot()["images"]) == {"debian", "mini"}

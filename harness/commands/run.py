@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.config.model import KEEP_POLICIES
 from harness.paths import REPO_DIR
 from harness.results.invocation import Invocation
 from harness.results.record import load_record, new_run_id
@@ -32,7 +33,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("config", nargs="?", type=Path, default=DEFAULT_CONFIG, help="matrix config")
     p.add_argument("--profile", help="expectation profile (default: run.profile of the config)")
     p.add_argument("--uri", help="libvirt URI (default: run.uri of the config)")
-    p.add_argument("--keep", choices=("failed", "all", "none"), help="whose artifacts to keep")
+    p.add_argument("--keep", choices=KEEP_POLICIES, help="whose artifacts to keep")
     p.add_argument("--results", type=Path, help="results root (default: run.results of the config)")
     p.add_argument("-k", dest="keyword", help="only tests matching this pytest -k expression")
     p.add_argument("--pytest-arg", action="append", default=[], help="extra argument for pytest (repeatable)")

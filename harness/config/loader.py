@@ -9,6 +9,7 @@ from typing import Any
 
 from harness.config import fields as f
 from harness.config.model import (
+    KEEP_POLICIES,
     LIFECYCLE_EVENTS,
     LOCAL_PEER,
     RESTRICTIONS,
@@ -57,7 +58,7 @@ RUN_SETTINGS = (
     f.of(RunSettings, "kl_backend", f.choice("auto", "native", "emulated"), "how guests get Key Locker"),
     f.of(RunSettings, "profile", f.string, "expectation profile in configs/profiles/"),
     f.of(RunSettings, "parallel", f.integer(1, 64), "guests booted at once"),
-    f.of(RunSettings, "keep", f.choice("failed", "all", "none"), "which guests' artifacts to keep"),
+    f.of(RunSettings, "keep", f.choice(*KEEP_POLICIES), "which guests' artifacts to keep"),
     f.of(RunSettings, "results", f.string, "results root directory"),
     f.of(RunSettings, "host_uses_kl", f.boolean, "model a host kernel that itself uses Key Locker"),
     f.of(RunSettings, "kl_feature_name", f.string, "CPU feature name of KL in a patched libvirt/QEMU"),

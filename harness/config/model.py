@@ -8,6 +8,7 @@ from harness.timeouts import Timeouts
 
 LIFECYCLE_EVENTS = ("save-restore", "managed-save", "reboot", "suspend", "vcpu-hotplug", "migrate")
 RESTRICTIONS = ("cpl0", "noencrypt", "nodecrypt")
+KEEP_POLICIES = ("failed", "all", "none")  # whose guests (domain, disk, artifacts) outlive the run
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,7 @@ class RunSettings:
     kl_backend: str = "auto"     # auto | native | emulated
     profile: str = "emulated"
     parallel: int = 2            # guests booted at once
-    keep: str = "failed"         # failed | all | none: artifacts kept per guest
+    keep: str = "failed"         # one of KEEP_POLICIES: whose guests and artifacts are kept
     results: str = "results"     # results root directory
     host_uses_kl: bool = False   # modelled host state: the host kernel itself uses KL
     kl_feature_name: str = "keylocker"  # CPU feature name a patched libvirt/QEMU knows

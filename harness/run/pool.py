@@ -1,0 +1,167 @@
+"""The run's guests: pooled ones (booted once in the background, shared by every cell of a guest)
+and fresh ones (booted for one destructive cell and released after it).
+
+Why a pool: most cells only read one probe document, so a guest boots once and its probe runs
+once; the boots of later guests overlap the tests of earlier ones (``run.parallel`` at a time).
+What is kept of each guest afterwards is the artifacts' keep policy (harness.run.artifacts).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import functools
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.errors import KlharnessError
+from harness.guest.probeguest import ProbeGuest, ProbeRun, boot
+from harness.plan.matrix import GuestPlan
+from harness.plan.profiles import Profile
+from harness.progress.events import GuestPhase, Progress
+from harness.results.record import RunRecorder
+from harness.run.artifacts import Artifacts
+from harness.run.hosts import RunHosts
+from harness.run.images import RunImages
+
+
+@dataclass
+class PoolEntry:
+    """One pooled guest: its boot, its one probe run (or why it failed), whether a cell of it failed."""
+
+    future: cf.Future[ProbeGuest] | None = None
+    probe: ProbeRun | None = None
+    probe_error: BaseException | None = None
+    failed: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class GuestPool:
+    """Boots, shares and releases the run's guests."""
+
+    def __init__(self, plans: dict[str, GuestPlan], profile: Profile, *, hosts: RunHosts, images: RunImages,
+                 artifacts: Artifacts, recorder: RunRecorder, progress: Progress, parallel: int) -> None:
+        self.plans = plans
+        self.profile = profile
+        self.hosts = hosts
+        self.images = images
+        self.artifacts = artifacts
+        self.recorder = recorder
+        self.progress = progress
+        self.entries: dict[str, PoolEntry] = {name: PoolEntry() for name in plans}
+        self.fresh_guests: list[ProbeGuest] = []
+        self._executor = cf.ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="klh-boot")
+
+    def skip_reason(self, guest: str) -> str | None:
+        """Why a guest's KL cells cannot run under this profile (None when they can)."""
+        p = self.plans[guest]
+        if p.config.kl.enabled and self.profile.kl_exposure == "impossible":
+            return self.profile.impossible_reason
+        return None
+
+    def prefetch(self, guests: list[str]) -> None:
+        """Start booting guests in the background, ``run.parallel`` at a time."""
+        for name in guests:
+            entry = self.entries[name]
+            if entry.future is None and self.skip_reason(name) is None:
+                entry.future = self._executor.submit(self._boot, name)
+
+    def pooled(self, name: str) -> ProbeGuest:
+        """The shared guest for ``name`` (booted once; CapabilityError means skip)."""
+        entry = self.entries[name]
+        with entry.lock:
+            if entry.future is None:
+                entry.future = self._executor.submit(self._boot, name)
+        return entry.future.result()
+
+    def probe(self, name: str) -> ProbeRun:
+        """The probe document of the pooled guest, run once and shared by every check test."""
+        entry = self.entries[name]
+        guest = self.pooled(name)
+        with entry.lock:
+            if entry.probe is None and entry.probe_error is None:
+                self.progress.emit(GuestPhase(name, "probe"))
+                try:
+                    entry.probe = guest.probe()
+                    self.artifacts.write(guest.guest.spec.name, "probe.json", entry.probe.raw)
+                    self.recorder.set_guest(name, probe=_json_or_raw(entry.probe.raw),
+                                            probe_seconds=round(entry.probe.seconds, 3))
+                except KlharnessError as err:
+                    entry.probe_error = err
+            if entry.probe_error is not None:
+                raise entry.probe_error
+            assert entry.probe is not None
+            return entry.probe
+
+    def fresh(self, name: str, suffix: str, *, persistent: bool = False, suspend: bool = False) -> ProbeGuest:
+        """A dedicated guest for a destructive test (torn down by :meth:`release`)."""
+        pg = self._boot(name, suffix=suffix, persistent=persistent, suspend=suspend)
+        self.fresh_guests.append(pg)
+        return pg
+
+    def release(self, pg: ProbeGuest, *, failed: bool) -> None:
+        """Tear one guest down, or keep it (domain, disk, artifacts) as the keep policy says."""
+        keep = self.artifacts.keeps(failed=failed)
+        try:
+            pg.teardown(keep=keep)
+        finally:
+            self.recorder.set_guest(pg.guest.spec.name, timings=_rounded(pg.timings), kept=keep)
+            self.artifacts.settle(pg.guest.spec.name, kept=keep)
+            with contextlib.suppress(ValueError):
+                self.fresh_guests.remove(pg)
+
+    def mark_failed(self, guest: str) -> None:
+        """A cell of this pooled guest failed: keep it under ``keep: failed``."""
+        if guest in self.entries:
+            self.entries[guest].failed = True
+
+    def teardown_steps(self) -> list[tuple[str, Callable[[], object]]]:
+        """The pool's part of the run's teardown, in order: no new boots, then every guest released."""
+        return [
+            ("stop background boots", lambda: self._executor.shutdown(wait=True, cancel_futures=True)),
+            *((f"release {pg.name}", functools.partial(self.release, pg, failed=True))
+              for pg in list(self.fresh_guests)),  # a fresh guest still here lost its test mid-way
+            *((f"release {name}", functools.partial(self.release, pg, failed=self.entries[name].failed))
+              for name, pg in self._booted().items()),
+        ]
+
+    def _boot(self, name: str, suffix: str = "", **kw: bool) -> ProbeGuest:
+        host, ctx = self.hosts.for_guest(name)
+        p = self.plans[name]
+        self.progress.emit(GuestPhase(f"{name}{suffix}", "image", p.spec.image))
+        pg = boot(ctx, p, self.images.for_host(p.spec.image, host, ctx), suffix=suffix, **kw)
+        self._record(pg, host)
+        return pg
+
+    def _booted(self) -> dict[str, ProbeGuest]:
+        """The pooled guests that finished booting (the others left nothing to release)."""
+        out = {}
+        for name, entry in self.entries.items():
+            f = entry.future
+            if f is not None and f.done() and not f.cancelled() and f.exception() is None:
+                out[name] = f.result()
+        return out
+
+    def _record(self, pg: ProbeGuest, host: str) -> None:
+        name = pg.guest.spec.name
+        with contextlib.suppress(KlharnessError):
+            self.artifacts.write(name, "domain.xml", pg.guest.live_xml())
+        self.recorder.set_guest(name, plan=pg.plan.name, domain=pg.name, backend=pg.plan.backend, host=host,
+                                spec_key=pg.guest.meta.spec_key, accel=pg.guest.accel.accel,
+                                image=pg.image.key, timings=_rounded(pg.timings), helper=pg.helper,
+                                helper_timings=pg.helper_timings, vmm=pg.plan.vmm,
+                                artifacts=str(self.artifacts.guest_dir(name)))
+
+
+def _rounded(t: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 3) for k, v in t.items()}
+
+
+def _json_or_raw(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
