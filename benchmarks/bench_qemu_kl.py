@@ -52,7 +52,7 @@ def guest_figures() -> dict[str, Any]:
         session = pg.connect()
         session.upload(build_bench(Path(tmp)).read_bytes(), "/tmp/qemu_kl_bench")
         res = pg.run(["/tmp/qemu_kl_bench"], timeout=1800)
-        if res.rc != 0:
+        if res.returncode != 0:
             raise SystemExit(f"qemu_kl_bench failed in the guest: {res.describe()}")
         figures: dict[str, Any] = json.loads(res.text())
         return figures

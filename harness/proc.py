@@ -24,9 +24,40 @@ from harness.timeouts import active as active_timeouts
 log = logging.getLogger(__name__)
 
 
+class Ended:
+    """How a finished command ended, wherever it ran: here (:class:`CommandResult`) or in a guest
+    over SSH (``harness.guest.ssh.RemoteResult``).
+
+    Why shared: "did it work" and the one line an error message quotes must read the same for
+    both, so a reader of any failure sees the command, how it ended and the stderr tail.
+    """
+
+    returncode: int
+    duration: float
+    timed_out: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+    def command_line(self) -> str:
+        raise NotImplementedError
+
+    def diagnostics(self) -> str:
+        """The text whose tail an error quotes (stderr; stdout where stderr is empty)."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """One line naming the command and how it ended, plus the last lines of its diagnostics."""
+        how = "timed out" if self.timed_out else f"exited {self.returncode}"
+        tail = self.diagnostics().strip().splitlines()[-5:]
+        detail = ("\n  " + "\n  ".join(tail)) if tail else ""
+        return f"`{self.command_line()}` {how} after {self.duration:.1f}s{detail}"
+
+
 @dataclass(frozen=True)
-class CommandResult:
-    """What a finished command did."""
+class CommandResult(Ended):
+    """What a finished local command did."""
 
     argv: tuple[str, ...]
     returncode: int
@@ -35,16 +66,11 @@ class CommandResult:
     duration: float
     timed_out: bool = False
 
-    @property
-    def ok(self) -> bool:
-        return self.returncode == 0 and not self.timed_out
+    def command_line(self) -> str:
+        return shlex.join(self.argv)
 
-    def describe(self) -> str:
-        """One line naming the command and how it ended, plus the stderr tail."""
-        how = "timed out" if self.timed_out else f"exited {self.returncode}"
-        tail = (self.stderr or self.stdout).strip().splitlines()[-5:]
-        detail = ("\n  " + "\n  ".join(tail)) if tail else ""
-        return f"`{shlex.join(self.argv)}` {how} after {self.duration:.1f}s{detail}"
+    def diagnostics(self) -> str:
+        return self.stderr or self.stdout
 
 
 def run(

@@ -28,7 +28,7 @@ MSR_RULES = {"msr 0xd91 read": "gp", "msr 0xd92 read": "gp", "msr 0x990 write": 
 def _probe_only_helper(pg: ProbeGuest) -> None:
     """klhelper with probe_only=1 (changes nothing), unless this boot already has it."""
     session = pg.shell()
-    if session.run(["test", "-e", f"{klhelper.DEBUGFS_DIR}/ring0"], timeout=30).rc == 0:
+    if session.run(["test", "-e", f"{klhelper.DEBUGFS_DIR}/ring0"], timeout=30).returncode == 0:
         return
     result = klhelper.build_and_load(session, params=("probe_only=1",), image=pg.image)
     if not result.loaded:

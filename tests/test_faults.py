@@ -166,7 +166,7 @@ def test_ssh_dropped_mid_command_is_classified_and_not_rerun(ctx: RunContext) ->
     try:
         marker = "/tmp/klh-ran"
         other = pg.run(["true"])  # the session works
-        assert other.rc == 0
+        assert other.returncode == 0
         # A second after the long command starts, every SSH server process in the guest dies.
         start = time.monotonic()
         pg.run("setsid sh -c 'sleep 1; killall -9 dropbear' </dev/null >/dev/null 2>&1 &", timeout=10)

@@ -135,7 +135,7 @@ def test_builds_in_the_debian_guest_and_refuses_without_kl(debian_guest: Any) ->
     assert "No such device" in result.insmod_output, result.describe()  # -ENODEV
     assert result.refused_not_enumerated, result.describe()
     assert f"klhelper: {klhelper.NOT_ENUMERATED}; not loading" in result.kernel_log
-    assert session.run(["test", "-e", "/sys/module/klhelper"], timeout=30).rc != 0
+    assert session.run(["test", "-e", "/sys/module/klhelper"], timeout=30).returncode != 0
     print(result.describe(), f"(build {took:.0f}s)")
 
 

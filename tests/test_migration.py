@@ -239,7 +239,7 @@ def test_a_migration_blocker_is_refused_and_the_guest_stays_on_the_source(
             migrate_live(pg.guest, peer.conn)
         assert pg.guest.conn is real_conn and pg.guest.ssh_port == port and pg.guest.state() == "running"
         assert pg.name not in domain_names(peer.conn)
-        assert pg.run(["true"]).rc == 0  # still reachable, session intact
+        assert pg.run(["true"]).returncode == 0  # still reachable, session intact
     finally:
         pg.teardown(keep=False)
 

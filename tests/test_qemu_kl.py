@@ -124,7 +124,7 @@ def test_instruction_level_checks_in_user_space(qkl: ProbeGuest, tmp_path: Path)
     summary = lines.pop("summary")
     assert {k: v for k, v in lines.items() if v != "ok"} == {}, res.text()
     assert set(lines) == EXPECTED_INSN_CHECKS
-    assert summary == f"{len(EXPECTED_INSN_CHECKS)} passed, 0 failed" and res.rc == 0
+    assert summary == f"{len(EXPECTED_INSN_CHECKS)} passed, 0 failed" and res.returncode == 0
 
 
 # -- ring 0 ------------------------------------------------------------------------------------------

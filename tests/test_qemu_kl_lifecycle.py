@@ -94,7 +94,7 @@ def test_the_migration_blocker_refuses_a_guest_that_loaded_an_iwkey(ctx: Any) ->
         with pytest.raises(MigrationRefused, match=r"(?i)key locker.*keylocker-block-migration is on"):
             events.migrate(pg)
         assert pg.guest.conn is ctx.conn
-        assert pg.run(["true"]).rc == 0  # still running on the source
+        assert pg.run(["true"]).returncode == 0  # still running on the source
 
 
 def test_without_a_loaded_iwkey_the_blocker_does_not_fire(ctx: Any) -> None:

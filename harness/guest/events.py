@@ -56,7 +56,7 @@ def vcpu_hotplug(pg: ProbeGuest) -> dict[str, float]:
     online = f"/sys/devices/system/cpu/cpu{new_cpu}/online"
 
     def appeared() -> None:
-        if pg.run(["test", "-e", online]).rc != 0:
+        if pg.run(["test", "-e", online]).returncode != 0:
             raise NotYet(f"no {online} yet")
 
     wait_for(f"guest {pg.name}: {online} after hot-plug", appeared, timeout=pg.ctx.timeouts.exec, initial=0.1)

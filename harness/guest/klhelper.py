@@ -107,7 +107,7 @@ def build(remote: Remote, *, remote_dir: str = REMOTE_DIR, timeout: float | None
     took = time.monotonic() - start
     if not res.ok:
         tail = "\n  ".join(res.text().strip().splitlines()[-15:])
-        how = "timed out" if res.timed_out else f"exited {res.rc}"
+        how = "timed out" if res.timed_out else f"exited {res.returncode}"
         raise BuildError(f"building klhelper on the target {how} after {took:.0f}s:\n  {tail}")
     return took
 
@@ -123,7 +123,7 @@ def load(remote: Remote, *, params: tuple[str, ...] = (), remote_dir: str = REMO
     log = remote.run("dmesg 2>&1 | grep 'klhelper: ' || true", timeout=limits.exec)
     lines = tuple(m.group(0).strip() for m in (_LOG_LINE.search(ln) for ln in log.text().splitlines()) if m)
     out = (res.stderr.decode(errors="replace") + res.text()).strip()
-    return LoadResult(res.ok, res.rc, out, lines, build_seconds, release)
+    return LoadResult(res.ok, res.returncode, out, lines, build_seconds, release)
 
 
 def install_prebuilt(remote: Remote, image: ImageArtifact, *, remote_dir: str = REMOTE_DIR) -> float:

@@ -95,7 +95,7 @@ class ProbeGuest:
         self.timings["ssh_connect"] = time.monotonic() - start
         start = time.monotonic()
         present = self.session.run(["test", "-x", REMOTE_PROBE], timeout=self.ctx.timeouts.exec)
-        if present.rc != 0:
+        if present.returncode != 0:
             self.session.upload(self.ctx.probe_binary.read_bytes(), REMOTE_PROBE)
             if self.plan.helper:
                 self._load_helper(self.session)  # a new boot: the ring-0 helper is gone too
@@ -141,7 +141,7 @@ class ProbeGuest:
         if res.timed_out:
             raise GuestError(f"guest {self.name}: klprobe did not finish within {self.ctx.timeouts.probe:.0f}s "
                              "(raise timeouts.probe for slow TCG hosts)")
-        if res.rc not in (0, 1):
+        if res.returncode not in (0, 1):
             raise ProbeOutputError(f"guest {self.name}: {res.describe()}")
         doc = parse_probe_output(res.stdout, f"guest {self.name}")
         if self.plan.vmm == "qemu-kl":

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from harness.errors import SSHError
+from harness.proc import Ended
 from harness.timeouts import Timeouts
 from harness.wait import Deadline, NotYet, wait_for
 
@@ -67,27 +68,24 @@ def generate_keypair(directory: Path, comment: str) -> KeyPair:
 
 
 @dataclass(frozen=True)
-class RemoteResult:
-    """What a guest command did."""
+class RemoteResult(Ended):
+    """What a guest command did (bytes: a probe document or a saved handle is not always text)."""
 
     command: str
-    rc: int
+    returncode: int
     stdout: bytes
     stderr: bytes
     duration: float
     timed_out: bool = False
 
-    @property
-    def ok(self) -> bool:
-        return self.rc == 0 and not self.timed_out
-
     def text(self) -> str:
         return self.stdout.decode(errors="replace")
 
-    def describe(self) -> str:
-        how = "timed out" if self.timed_out else f"exited {self.rc}"
-        tail = self.stderr.decode(errors="replace").strip().splitlines()[-5:]
-        return f"`{self.command}` {how} after {self.duration:.1f}s" + ("\n  " + "\n  ".join(tail) if tail else "")
+    def command_line(self) -> str:
+        return self.command
+
+    def diagnostics(self) -> str:
+        return self.stderr.decode(errors="replace")
 
 
 def read_greeting(host: str, port: int, timeout: float) -> str:
