@@ -13,16 +13,7 @@
 #include <string.h>
 
 #include "klbackend.h"
-
-static int failures;
-
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-			failures++;                                            \
-		}                                                              \
-	} while (0)
+#include "check.h"
 
 static void print_hex(const char *label, const uint8_t *p, size_t n)
 {
