@@ -19,12 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HostError
-
-SCHEMA = "klharness.run"
-SCHEMA_VERSION = 1
-
-
-FAILING = frozenset({"failed", "error"})  # test outcomes that need attention (a rerun --failed repeats them)
+from harness.results.schema import FAILING as FAILING  # re-exported: the record's vocabulary is the schema's
+from harness.results.schema import SCHEMA, SCHEMA_VERSION
 
 
 def failing(test: dict[str, Any]) -> bool:
