@@ -5,10 +5,10 @@ and the record as ``output_files`` under a base URL."""
 
 from __future__ import annotations
 
-import copy
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import pytest
 from harness.errors import ConfigError
 from harness.report.kcidb import kcidb_path, to_kcidb
 from harness.results.record import load_record
+from harness.results.schema import TestEntry
 
 REPO = Path(__file__).resolve().parent.parent
 RUNS = REPO / "tests" / "data" / "runs"
@@ -37,9 +38,9 @@ def test_a_real_run_is_valid_kcidb(run: Path, base_url: str | None) -> None:
     doc = to_kcidb(record, origin="klharness_ci", base_url=base_url, run_dir=run)
     kcidb_io.schema.V5_3.validate_exactly(doc)
     kcidb_io.schema.LATEST.validate(doc)
-    assert kcidb_io.schema.LATEST.count(doc) == 2 + len(record["tests"])  # one checkout, one build, the tests
+    assert kcidb_io.schema.LATEST.count(doc) == 2 + len(record.tests)  # one checkout, one build, the tests
     ids = [t["id"] for t in doc["tests"]]
-    assert len(set(ids)) == len(ids) and all(i.startswith(f"klharness_ci:{record['run_id']}:") for i in ids)
+    assert len(set(ids)) == len(ids) and all(i.startswith(f"klharness_ci:{record.run_id}:") for i in ids)
 
 
 def test_statuses_follow_the_verdicts() -> None:
@@ -57,8 +58,8 @@ def test_statuses_follow_the_verdicts() -> None:
 ])
 def test_an_infrastructure_failure_is_not_reported_as_the_stack_failing(outcome: str, infrastructure: str | None,
                                                                        status: str) -> None:
-    record = copy.deepcopy(load_record(REAL))
-    record["tests"] = [{**record["tests"][0], "outcome": outcome, "infrastructure": infrastructure}]
+    record = load_record(REAL)
+    record = replace(record, tests=(replace(record.tests[0], outcome=outcome, infrastructure=infrastructure),))
     doc = to_kcidb(record, origin="o")
     kcidb_io.schema.V5_3.validate_exactly(doc)
     assert doc["tests"][0]["status"] == status
@@ -72,7 +73,8 @@ def test_misc_carries_provenance_guest_check_profile_and_timings() -> None:
     misc = check["misc"]
     assert (misc["provenance"], misc["guest"], misc["check"], misc["profile"]) == (
         "emulated", "kl-full", "encodekey128.restrictions.r0", "emulated")
-    assert misc["guest_timings"] == record["guests"]["kl-full"]["timings"]
+    assert misc["guest_timings"] == record.guests["kl-full"].timings == json.loads(
+        (REAL / "record.json").read_text())["guests"]["kl-full"]["timings"]
     assert check["environment"]["misc"]["backend"] == "emulated"
     assert check["duration"] == 0.0003 and check["start_time"].endswith("+00:00")
 
@@ -106,9 +108,13 @@ def test_checkout_and_build_name_the_run_config_profile_and_host() -> None:
 
 
 def test_a_path_keeps_only_the_characters_kcidb_allows() -> None:
-    assert kcidb_path({"nodeid": "testcases/test_x.py::test_y[g]", "check": "a b.c/d"}) == "keylocker.x.a_b.c_d"
-    assert kcidb_path({"nodeid": "testcases/test_determinism.py::test_same[g]", "test": "test_same"}) == \
+    def entry(nodeid: str, **fields: str) -> TestEntry:
+        return TestEntry(**{"nodeid": nodeid, "test": "test_y", "guest": "g", "outcome": "passed", **fields})
+
+    assert kcidb_path(entry("testcases/test_x.py::test_y[g]", check="a b.c/d")) == "keylocker.x.a_b.c_d"
+    assert kcidb_path(entry("testcases/test_determinism.py::test_same[g]", test="test_same")) == \
         "keylocker.determinism.same"
+    assert kcidb_path(entry("t.py::test_h[g-reboot]", event="reboot")) == "keylocker.t.reboot"
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

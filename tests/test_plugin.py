@@ -1,12 +1,16 @@
 """The pytest plugin, exercised with pytester: parametrization from the matrix, usage errors,
-skips with the profile's reason, and the run record it writes — without booting guests."""
+skips with the profile's reason, and the run record it writes — without booting guests.  The
+records are read through the schema (harness.results.schema), so a key the plugin writes with
+the wrong kind fails here."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
+
+from harness.results.record import load_record
+from harness.results.schema import Verdict
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -46,10 +50,10 @@ def test_stock_kvm_skips_kl_cells_with_the_profile_reason(pytester: pytest.Pytes
     outcomes = result.parseoutcomes()
     assert outcomes.get("skipped", 0) > 40 and "passed" not in outcomes and "failed" not in outcomes
     result.stdout.fnmatch_lines(["*mainline KVM treats CR4.KL as reserved*"])
-    record = json.loads((pytester.path / "res" / "t1" / "record.json").read_text())
-    assert record["status"] == "complete" and record["profile"] == "stock-kvm"
-    assert {t["outcome"] for t in record["tests"]} == {"skipped"}
-    assert all("CR4.KL as reserved" in t["reason"] for t in record["tests"])
+    record = load_record(pytester.path / "res" / "t1")
+    assert record.status == "complete" and record.profile == "stock-kvm"
+    assert {t.outcome for t in record.tests} == {"skipped"}
+    assert all(t.reason and "CR4.KL as reserved" in t.reason for t in record.tests)
 
 
 def test_bad_config_is_a_usage_error_naming_the_line(pytester: pytest.Pytester) -> None:
@@ -88,10 +92,11 @@ def test_wrong_answer(kl_guest, kl_record):
     cfg = pytester.makefile(".yaml", matrix=KL_ONLY)
     pytester.runpytest(f"--kl-config={cfg}", f"--kl-results={pytester.path / 'res'}", "--kl-run-id=i1",
                        "-p", "no:cacheprovider")
-    tests = {t["test"]: t for t in json.loads((pytester.path / "res" / "i1" / "record.json").read_text())["tests"]}
-    assert tests["test_broken_host"]["infrastructure"] == "HostError"
-    assert "infrastructure" not in tests["test_wrong_answer"]
-    assert tests["test_wrong_answer"]["outcome"] == "failed"
+    tests = {t.test: t for t in load_record(pytester.path / "res" / "i1").tests}
+    assert tests["test_broken_host"].infrastructure == "HostError"
+    assert tests["test_wrong_answer"].infrastructure is None
+    assert "infrastructure" not in tests["test_wrong_answer"].to_json()
+    assert tests["test_wrong_answer"].outcome == "failed"
 
 
 VERDICT_CELLS = '''
@@ -109,7 +114,8 @@ def test_the_record_keeps_the_judged_verdict_not_the_failure_text(pytester: pyte
     cfg = pytester.makefile(".yaml", matrix=KL_ONLY)
     pytester.runpytest(f"--kl-config={cfg}", f"--kl-results={pytester.path / 'res'}", "--kl-run-id=v1",
                        "-p", "no:cacheprovider")
-    tests = {t["test"]: t for t in json.loads((pytester.path / "res" / "v1" / "record.json").read_text())["tests"]}
-    assert tests["test_judged"]["reason"] == "ZF=1, expected 0; XMM0 differs"
-    assert tests["test_judged"]["verdict"] == {"passed": False, "reasons": ["ZF=1, expected 0", "XMM0 differs"]}
-    assert tests["test_plain"]["reason"].startswith("AssertionError: an assertion of the test's own")
+    tests = {t.test: t for t in load_record(pytester.path / "res" / "v1").tests}
+    assert tests["test_judged"].reason == "ZF=1, expected 0; XMM0 differs"
+    assert tests["test_judged"].verdict == Verdict(False, ("ZF=1, expected 0", "XMM0 differs"))
+    assert tests["test_plain"].verdict is None
+    assert (tests["test_plain"].reason or "").startswith("AssertionError: an assertion of the test's own")

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from harness.errors import HostError
-from harness.results.record import RunRecorder
+from harness.results.record import RunRecorder, load_record
 from harness.results.schema import (
     FAILING,
     SCHEMA,
@@ -93,12 +93,6 @@ def recorder_record(tmp_path: Path) -> Path:
     rec.update(lambda d: d.update(teardown_errors=["release kl-a: VirtError: gone"]))
     rec.finish("complete")
     return rec.path
-
-
-def load_record(path: Path) -> RunRecord:
-    """The typed record of a record file or run directory."""
-    path = path / "record.json" if path.is_dir() else path
-    return RunRecord.from_json(json.loads(path.read_text()), source=path)
 
 
 def write(tmp_path: Path, data: dict[str, Any]) -> Path:
@@ -230,7 +224,12 @@ def test_another_schema_version_is_refused_naming_both_versions(tmp_path: Path, 
     assert str(err.value).startswith(f"{path}: {message}"), str(err.value)
 
 
-def test_not_a_record_is_refused_by_its_schema(tmp_path: Path) -> None:
+def test_not_a_record_missing_or_unreadable_keep_their_messages(tmp_path: Path) -> None:
+    with pytest.raises(HostError, match=r"record.json: no run record here"):
+        load_record(tmp_path)
+    (tmp_path / "record.json").write_text("{")
+    with pytest.raises(HostError, match=r"record.json: not a readable run record: "):
+        load_record(tmp_path)
     path = write(tmp_path, {"schema": "klharness.probe", "schema_version": 1})
     with pytest.raises(HostError, match=rf"^{path}: not a klharness run record \(schema 'klharness.run' expected\)$"):
         load_record(path)

@@ -10,7 +10,6 @@ real one: failures, an error, skips and mixed provenance, with hostile text in r
 
 from __future__ import annotations
 
-import copy
 import itertools
 import json
 import os
@@ -18,9 +17,9 @@ import shutil
 import struct
 import subprocess
 from collections import Counter
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -35,6 +34,7 @@ from harness.report.markdown import render_markdown
 from harness.report.svg import fmt
 from harness.report.write import after_run, write_reports
 from harness.results.record import load_record
+from harness.results.schema import GuestEntry, RunRecord, TestEntry
 
 DATA = Path(__file__).resolve().parent / "data" / "runs"
 REAL = DATA / "real"
@@ -91,91 +91,87 @@ class Page(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def real() -> dict[str, Any]:
+def real() -> RunRecord:
     return load_record(REAL)
 
 
 @pytest.fixture(scope="module")
-def broken() -> dict[str, Any]:
+def broken() -> RunRecord:
     return load_record(BROKEN)
 
 
-def synthetic(real: dict[str, Any]) -> dict[str, Any]:
+def synthetic(real: RunRecord) -> RunRecord:
     """The real record with a failure carrying hostile text, an error, skips and native provenance."""
-    r = copy.deepcopy(real)
-    r["run_id"] = "20990101-000000-5y57"
-    checks = [t for t in r["tests"] if t.get("check")]
-    checks[0].update(outcome="failed", reason=HOSTILE + "\nsecond line of the traceback")
-    checks[1].update(outcome="error", reason="harness.errors.SSHError: guest unreachable")
-    for t in checks[2:5]:
-        t.update(outcome="skipped", reason="needs real Key Locker (native_only)")
-    for t in checks[5:15]:
-        t["provenance"] = "native"
-    return r
+    tests = list(real.tests)
+    checks = [i for i, t in enumerate(tests) if t.check]
+    tests[checks[0]] = replace(tests[checks[0]], outcome="failed", reason=HOSTILE + "\nsecond line of the traceback")
+    tests[checks[1]] = replace(tests[checks[1]], outcome="error", reason="harness.errors.SSHError: guest unreachable")
+    for i in checks[2:5]:
+        tests[i] = replace(tests[i], outcome="skipped", reason="needs real Key Locker (native_only)")
+    for i in checks[5:15]:
+        tests[i] = replace(tests[i], provenance="native")
+    return replace(real, run_id="20990101-000000-5y57", tests=tuple(tests))
 
 
-def counts(record: dict[str, Any]) -> Counter[str]:
-    return Counter(t["outcome"] for t in record["tests"])
+def counts(record: RunRecord) -> Counter[str]:
+    return Counter(t.outcome for t in record.tests)
 
 
 def figure_record(run_id: str, figs: dict[str, tuple[float, float, float]], *, boot: float = 5.0,
-                  provenance: str = "emulated", tests: dict[str, str] | None = None) -> dict[str, Any]:
+                  provenance: str = "emulated", tests: dict[str, str] | None = None) -> RunRecord:
     """A minimal record: one guest with the given figures (median, p10, p90), boot time and test outcomes."""
-    return {
-        "schema": "klharness.run", "schema_version": 1, "run_id": run_id, "status": "complete", "profile": "emulated",
-        "host": {"accel": {"accel": "tcg"}},
-        "guests": {"g": {"backend": "emulated", "accel": "tcg", "timings": {"ssh_ready": boot},
-                         "probe": {"timing": {"figures": {
-                             name: {"provenance": provenance, "unit": "tsc/block", "median": m, "p10": lo, "p90": hi,
-                                    "reps": 31} for name, (m, lo, hi) in figs.items()}}}}},
-        "tests": [{"nodeid": f"t.py::test[g:{n}]", "test": "test", "guest": "g", "check": n, "outcome": o,
-                   **({"reason": f"{n} broke"} if o in ("failed", "error") else {})}
-                  for n, o in (tests or {}).items()],
-    }
+    probe = {"timing": {"figures": {name: {"provenance": provenance, "unit": "tsc/block", "median": m, "p10": lo,
+                                           "p90": hi, "reps": 31} for name, (m, lo, hi) in figs.items()}}}
+    return RunRecord(
+        run_id=run_id, status="complete", profile="emulated", host={"accel": {"accel": "tcg"}},
+        guests={"g": GuestEntry(backend="emulated", accel="tcg", timings={"ssh_ready": boot}, probe=probe)},
+        tests=tuple(TestEntry(nodeid=f"t.py::test[g:{n}]", test="test", guest="g", check=n, outcome=o,
+                              reason=f"{n} broke" if o in ("failed", "error") else None)
+                    for n, o in (tests or {}).items()))
 
 
 # -- the real record ------------------------------------------------------------------------------------------
 
-def test_fixture_records_are_real_runs_without_secrets(real: dict[str, Any], broken: dict[str, Any]) -> None:
+def test_fixture_records_are_real_runs_without_secrets(real: RunRecord, broken: RunRecord) -> None:
     for r, path in ((real, REAL), (broken, BROKEN)):
-        assert r["status"] == "complete" and len(r["tests"]) > 50
-        assert r["host"]["libvirt"]["hypervisor"] == "QEMU"
+        assert r.status == "complete" and len(r.tests) > 50
+        assert r.host is not None and r.host["libvirt"]["hypervisor"] == "QEMU"
         assert "secret" not in (path / "record.json").read_text().lower()
 
 
-def test_html_of_real_run_shows_counts_by_verdict_and_provenance(real: dict[str, Any]) -> None:
+def test_html_of_real_run_shows_counts_by_verdict_and_provenance(real: RunRecord) -> None:
     page = Page(render_html(real, run_dir=REAL))
     summary = page.section("summary")
     c = counts(real)
-    assert f"{len(real['tests'])} tests" in summary
+    assert f"{len(real.tests)} tests" in summary
     for verdict, n in c.items():
         assert f"{n} {verdict}" in summary
-    for prov, n in Counter(t.get("provenance") or "n/a" for t in real["tests"]).items():
+    for prov, n in Counter(t.provenance or "n/a" for t in real.tests).items():
         assert f"{n} {prov}" in summary
 
 
-def test_html_of_real_run_shows_every_failure_reason_outside_details(real: dict[str, Any]) -> None:
-    failing = [t for t in real["tests"] if t["outcome"] in ("failed", "error")]
+def test_html_of_real_run_shows_every_failure_reason_outside_details(real: RunRecord) -> None:
+    failing = [t for t in real.tests if model.failing(t)]
     assert failing, "the real fixture must contain a failure"
     page = Page(render_html(real, run_dir=REAL))
     failures = page.section("failures")
     assert f"Failures: {len(failing)}" in failures
     for t in failing:
-        assert " ".join(t["reason"].split()) in failures
-        assert t["nodeid"] in failures
+        assert t.reason and " ".join(t.reason.split()) in failures
+        assert t.nodeid in failures
 
 
-def test_html_matrix_has_a_cell_per_guest_and_check(real: dict[str, Any]) -> None:
+def test_html_matrix_has_a_cell_per_guest_and_check(real: RunRecord) -> None:
     text = render_html(real, run_dir=REAL)
     matrix = text[text.index('<section id="matrix">'):text.index("</section>", text.index('<section id="matrix">'))]
-    guests = sorted({t["guest"] for t in real["tests"]})
-    whats = {model.what(t) for t in real["tests"]}
+    guests = sorted({t.guest for t in real.tests})
+    whats = {model.what(t) for t in real.tests}
     assert matrix.count("<tr>") == len(whats) + 1
     assert matrix.count('<td class="v-') == len(whats) * len(guests)
     assert matrix.count('<td class="v-failed"') + matrix.count('<td class="v-error"') >= 1
 
 
-def test_html_is_self_contained(real: dict[str, Any]) -> None:
+def test_html_is_self_contained(real: RunRecord) -> None:
     text = render_html(real, run_dir=REAL)
     page = Page(text)
     assert page.tags["script"] == 0 and page.tags["link"] == 0 and page.tags["img"] == 0 and page.tags["iframe"] == 0
@@ -187,21 +183,21 @@ def test_html_is_self_contained(real: dict[str, Any]) -> None:
     assert "url(" not in text and "@import" not in text
 
 
-def test_html_plots_draw_each_guest_and_each_figure(real: dict[str, Any]) -> None:
+def test_html_plots_draw_each_guest_and_each_figure(real: RunRecord) -> None:
     text = render_html(real, run_dir=REAL)
     plots = text[text.index('<section id="plots">'):text.index('<section id="guests">')]
     for f in model.figures(real):
         assert f"<title>{f.guest} {f.name}: median {fmt(f.median)}, p10 {fmt(f.p10)}, p90 {fmt(f.p90)}" in plots
     for unit in {f.unit for f in model.figures(real)}:
         assert f"Probe timing per guest, TSC ticks ({unit})" in plots
-    for name, g in real["guests"].items():
+    for name, g in real.guests.items():
         if model.boot_phases(g):
             assert f">{name}</text>" in plots
 
 
-def test_html_includes_escaped_artifact_excerpts(real: dict[str, Any], tmp_path: Path) -> None:
+def test_html_includes_escaped_artifact_excerpts(real: RunRecord, tmp_path: Path) -> None:
     rec = synthetic(real)
-    guest = next(iter(rec["guests"]))
+    guest = next(iter(rec.guests))
     d = tmp_path / "guests" / guest
     d.mkdir(parents=True)
     (d / "console.log").write_text("".join(f"boot line {i}\n" for i in range(200)) + "panic: <b>oops</b> & more\n")
@@ -217,7 +213,7 @@ def test_html_includes_escaped_artifact_excerpts(real: dict[str, Any], tmp_path:
     assert page.tags["details"] >= 3
 
 
-def test_html_escapes_hostile_reasons_and_counts_synthetic_run(real: dict[str, Any]) -> None:
+def test_html_escapes_hostile_reasons_and_counts_synthetic_run(real: RunRecord) -> None:
     rec = synthetic(real)
     text = render_html(rec)
     page = Page(text)
@@ -230,10 +226,10 @@ def test_html_escapes_hostile_reasons_and_counts_synthetic_run(real: dict[str, A
     assert "needs real Key Locker (native_only)" in page.section("skips")
 
 
-def test_html_marks_a_failure_covered_by_a_known_issue(real: dict[str, Any]) -> None:
+def test_html_marks_a_failure_covered_by_a_known_issue(real: RunRecord) -> None:
     rec = synthetic(real)
-    failed = next(t for t in rec["tests"] if t["outcome"] == "failed")
-    known = KnownIssues((KnownIssue("flaky under TCG", check=failed["check"], intermittent=True,
+    failed = next(t for t in rec.tests if t.outcome == "failed")
+    known = KnownIssues((KnownIssue("flaky under TCG", check=failed.check, intermittent=True,
                                     link="https://example.invalid/1", where="k.yaml:1"),))
     failures = Page(render_html(rec, known_issues=known)).section("failures")
     assert "known intermittent: flaky under TCG (https://example.invalid/1)" in failures
@@ -241,18 +237,18 @@ def test_html_marks_a_failure_covered_by_a_known_issue(real: dict[str, Any]) -> 
 
 # -- Markdown ------------------------------------------------------------------------------------------------
 
-def test_markdown_summary_is_short_and_names_failures_with_one_line_reasons(real: dict[str, Any]) -> None:
+def test_markdown_summary_is_short_and_names_failures_with_one_line_reasons(real: RunRecord) -> None:
     rec = synthetic(real)
     text = render_markdown(rec)
     c = counts(rec)
-    assert text.startswith(f"### klharness run `{rec['run_id']}`: FAILED — {c['failed']} failed, {c['error']} error")
+    assert text.startswith(f"### klharness run `{rec.run_id}`: FAILED — {c['failed']} failed, {c['error']} error")
     assert "second line of the traceback" in text  # joined onto the reason's one line
     line = next(ln for ln in text.splitlines() if "alert" in ln)
     assert "\\<script\\>" in line and "\\|" in line and "\\`tick\\`" in line
     assert len(text.splitlines()) < 30
 
 
-def test_markdown_with_baseline_lists_the_regressions(real: dict[str, Any]) -> None:
+def test_markdown_with_baseline_lists_the_regressions(real: RunRecord) -> None:
     rec = synthetic(real)
     text = render_markdown(rec, comparison=compare(real, rec))
     assert "**Compared with" in text and "2 regressions" in text
@@ -261,11 +257,10 @@ def test_markdown_with_baseline_lists_the_regressions(real: dict[str, Any]) -> N
 
 # -- compare ---------------------------------------------------------------------------------------------------
 
-def test_compare_two_real_runs_shows_exactly_the_broken_expectation(real: dict[str, Any],
-                                                                     broken: dict[str, Any]) -> None:
+def test_compare_two_real_runs_shows_exactly_the_broken_expectation(real: RunRecord, broken: RunRecord) -> None:
     c = compare(real, broken)
     assert [t.nodeid for t in c.regressions] == [
-        t["nodeid"] for t in broken["tests"] if t.get("event") == "reboot" and t["outcome"] == "failed"]
+        t.nodeid for t in broken.tests if t.event == "reboot" and t.outcome == "failed"]
     assert len(c.regressions) == 3  # kl-full, kl-nowide, kl-cpl0-only: handle must be invalid after reboot
     assert all("reboot" in t.nodeid for t in c.regressions)
     assert [t.nodeid for t in c.fixes] == [HOTPLUG], "the flaky hot-plug test happened to pass the second time"
@@ -273,7 +268,7 @@ def test_compare_two_real_runs_shows_exactly_the_broken_expectation(real: dict[s
     assert c.failed
 
 
-def test_an_intermittent_known_issue_stays_out_of_the_tally(real: dict[str, Any], broken: dict[str, Any],
+def test_an_intermittent_known_issue_stays_out_of_the_tally(real: RunRecord, broken: RunRecord,
                                                            tmp_path: Path) -> None:
     # The fixture's hotplug failure came from a guest kernel that ignored hot-added CPUs (since fixed);
     # marked intermittent here, it must count neither as a regression nor as a fix.
@@ -287,13 +282,13 @@ def test_an_intermittent_known_issue_stays_out_of_the_tally(real: dict[str, Any]
     assert not backward.regressions and not backward.failed
 
 
-def test_compare_a_run_with_itself_finds_nothing(real: dict[str, Any]) -> None:
+def test_compare_a_run_with_itself_finds_nothing(real: RunRecord) -> None:
     c = compare(real, real)
     assert not (c.regressions or c.fixes or c.new_skips or c.new_failures or c.provenance or c.significant_perf)
     assert c.perf and not c.failed
 
 
-def series_pair() -> tuple[dict[str, Any], dict[str, Any]]:
+def series_pair() -> tuple[RunRecord, RunRecord]:
     base = figure_record("20990101-000000-aaaa", {"steady": (1000, 950, 1100), "wobbly": (1000, 900, 1300)},
                          tests={"a": "passed", "b": "failed", "c": "passed", "d": "passed", "gone": "passed",
                                 "e": "skipped", "flaky": "passed", "flaky2": "failed", "perm": "failed"})
@@ -358,9 +353,9 @@ def test_noise_rule_is_relative_to_the_spread_not_a_percentage() -> None:
 
 def test_figures_whose_provenance_changed_are_not_compared_and_native_loss_is_loud() -> None:
     base = figure_record("r1", {"f": (1000, 990, 1010)}, provenance="native", tests={"x": "passed"})
-    base["tests"][0]["provenance"] = "native"
+    base = replace(base, tests=(replace(base.tests[0], provenance="native"),))
     new = figure_record("r2", {"f": (5000, 4900, 5100)}, provenance="emulated", tests={"x": "passed"})
-    new["tests"][0]["provenance"] = "emulated"
+    new = replace(new, tests=(replace(new.tests[0], provenance="emulated"),))
     c = compare(base, new)
     assert not c.perf[0].significant and c.perf[0].note == "provenance native → emulated"
     assert [p.loud for p in c.provenance] == [True] and c.failed and not c.regressions
@@ -390,13 +385,14 @@ def test_known_issues_file_matches_by_glob_and_environment(tmp_path: Path) -> No
                  "- check: 'integrity.bitflip.*'\n  profile: [stock-kvm, kvm-kl-rfc]\n  backend: native\n"
                  "  reason: slow\n")
     k = load_known_issues(p, display="k.yaml")
-    hot = {"nodeid": "testcases/test_lifecycle.py::test_handle_across_event[kl-full:vcpu-hotplug]", "check": None}
+    hot = TestEntry(nodeid="testcases/test_lifecycle.py::test_handle_across_event[kl-full:vcpu-hotplug]",
+                    test="test_handle_across_event", guest="kl-full", event="vcpu-hotplug", outcome="failed")
     env = {"profile": "emulated", "accel": "tcg", "backend": "emulated", "guest": "kl-full"}
     assert k.match(hot, env) is k.issues[0] and k.issues[0].where == "k.yaml:1"
     assert k.match(hot, {**env, "accel": "kvm"}) is None
     assert glob_match("*[kl-full:reboot]", "t.py::test[kl-full:reboot]"), "brackets are literal"
     assert not glob_match("*[ab]", "t.py::test_a") and not glob_match("t.py::*", "x/t.py::test")
-    flip = {"nodeid": "x", "check": "integrity.bitflip.h384"}
+    flip = TestEntry(nodeid="x", test="test_check", guest="kl-full", check="integrity.bitflip.h384", outcome="failed")
     assert k.match(flip, env) is None
     assert k.match(flip, {**env, "profile": "kvm-kl-rfc", "backend": "native"}) is k.issues[1]
 
@@ -426,7 +422,7 @@ def test_missing_known_issues_file_is_an_error_unless_optional(tmp_path: Path) -
 
 # -- history ----------------------------------------------------------------------------------------------------
 
-def history_series() -> list[dict[str, Any]]:
+def history_series() -> list[RunRecord]:
     """Eight nights: a flaky test, a steadily failing one, a creeping figure and a noisy steady one."""
     flaky = ["passed", "failed", "passed", "passed", "failed", "passed", "passed", "passed"]
     regressed = ["passed"] * 5 + ["failed"] * 3
@@ -460,13 +456,13 @@ def test_history_finds_flaky_tests_and_slow_drift() -> None:
 
 def test_history_table_and_page(tmp_path: Path) -> None:
     for r in history_series():
-        d = tmp_path / r["run_id"]
+        d = tmp_path / r.run_id
         d.mkdir()
-        (d / "record.json").write_text(json.dumps(r))
+        (d / "record.json").write_text(json.dumps(r.to_json()))
     (tmp_path / "not-a-run").mkdir()
-    (tmp_path / "latest").symlink_to(history_series()[-1]["run_id"])
+    (tmp_path / "latest").symlink_to(history_series()[-1].run_id)
     h = load_history(tmp_path, 5)
-    assert h.runs == tuple(r["run_id"] for r in history_series()[-5:])
+    assert h.runs == tuple(r.run_id for r in history_series()[-5:])
     table = render_table(h)
     assert "FLAKY" in table and "REGRESSED" in table and "DRIFT slower" in table
     assert "fine" not in table.split("figures")[0], "always-passing tests are left out by default"
@@ -477,14 +473,14 @@ def test_history_table_and_page(tmp_path: Path) -> None:
 
 # -- files and CLI ------------------------------------------------------------------------------------------------
 
-def copy_run(src: Path, dst: Path, record: dict[str, Any] | None = None) -> Path:
+def copy_run(src: Path, dst: Path, record: RunRecord | None = None) -> Path:
     shutil.copytree(src, dst)
     if record is not None:
-        (dst / "record.json").write_text(json.dumps(record))
+        (dst / "record.json").write_text(json.dumps(record.to_json()))
     return dst
 
 
-def test_write_reports_and_after_run(real: dict[str, Any], tmp_path: Path) -> None:
+def test_write_reports_and_after_run(real: RunRecord, tmp_path: Path) -> None:
     run = copy_run(REAL, tmp_path / "run")
     html_path, md_path = write_reports(run, baseline=REAL)
     assert "Changes since" in html_path.read_text() and md_path.read_text().startswith("### klharness run")
@@ -545,7 +541,7 @@ def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian package 'chromium')")
-def test_report_renders_in_headless_chromium(real: dict[str, Any], tmp_path: Path) -> None:
+def test_report_renders_in_headless_chromium(real: RunRecord, tmp_path: Path) -> None:
     rec = synthetic(real)
     page = tmp_path / "report.html"
     page.write_text(render_html(rec, run_dir=REAL, comparison=compare(real, rec)))
@@ -625,11 +621,14 @@ def test_the_stacks_table_puts_three_profiles_beside_what_a_run_saw() -> None:
     from harness.plan.profiles import load_profile
     from harness.report import stacks
 
-    record = {"profile": "qemu-kl", "tests": [
-        {"guest": "kl-full", "event": "migrate", "outcome": "passed", "observation": {"handle_valid": True}},
-        {"guest": "kl-blocked", "event": "migrate", "outcome": "passed", "observation": {"refused": "blocker"}},
-        {"guest": "kl-full", "event": "reboot", "outcome": "failed", "observation": {"handle_valid": True}},
-        {"guest": "kl-full", "check": "x", "outcome": "passed"}]}
+    def cell(guest: str, outcome: str, **fields: object) -> TestEntry:
+        return TestEntry(nodeid=f"t.py::t[{guest}]", test="t", guest=guest, outcome=outcome, **fields)
+
+    record = RunRecord(run_id="r", profile="qemu-kl", tests=(
+        cell("kl-full", "passed", event="migrate", observation={"handle_valid": True}),
+        cell("kl-blocked", "passed", event="migrate", observation={"refused": "blocker"}),
+        cell("kl-full", "failed", event="reboot", observation={"handle_valid": True}),
+        cell("kl-full", "passed", check="x")))
     profiles = {s: load_profile(s) for s in stacks.STACKS}
     rows = {r[0]: r for r in stacks.table(profiles, [record])}
     assert rows["event"] == ["event", "emulated (profile)", "emulated-random (profile)", "qemu-kl (profile)",
@@ -640,5 +639,5 @@ def test_the_stacks_table_puts_three_profiles_beside_what_a_run_saw() -> None:
                                "qemu-kl:kl-full=valid, qemu-kl:kl-blocked=refused"]
     assert rows["reboot"][-1] == "qemu-kl:kl-full=valid ✗"  # the profile said invalid: the run failed it
     assert rows["suspend"][-1] == "—"
-    assert stacks.for_record({"tests": []}) is None
+    assert stacks.for_record(RunRecord(run_id="r")) is None
     assert stacks.markdown(list(rows.values())).startswith("| event | emulated (profile) |")

@@ -43,7 +43,8 @@ def test_a_real_run_logs_its_phases_and_its_failures_reproduce_and_export(tmp_pa
         assert f"reproduce: klharness run configs/ci.yaml --profile {broken} -k 'test_check[kl-off:{check}]'" in out
     (run_dir,) = (tmp_path / "res").iterdir()
     record = load_record(run_dir)
-    assert record["invocation"]["keyword"] == "kl-off" and record["invocation"]["profile"] == str(broken)
+    assert record.invocation is not None
+    assert record.invocation["keyword"] == "kl-off" and record.invocation["profile"] == str(broken)
     assert failed_cells(record) == [f"testcases/test_instructions.py::test_check[kl-off:{c}]" for c in BROKEN_CHECKS]
     doc = to_kcidb(record, origin="klharness_ci", base_url="https://ci.example.org/r", run_dir=run_dir)
     kcidb_io.schema.V5_3.validate_exactly(doc)

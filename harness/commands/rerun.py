@@ -35,9 +35,9 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     inv = rerun_invocation(record, run_dir, failed_only=args.failed, uri=args.uri, results=args.results,
                            argv=getattr(args, "command_line", ()))
     if inv is None:
-        print(f"klharness rerun: nothing failed in run {record.get('run_id')} ({run_dir}): nothing to rerun")
+        print(f"klharness rerun: nothing failed in run {record.run_id} ({run_dir}): nothing to rerun")
         return 0
     what = f"its {len(failed_cells(record))} failed cells" if args.failed else "all of it"
-    print(f"klharness rerun: run {record.get('run_id')} again, {what}: config {inv.config}, "
+    print(f"klharness rerun: run {record.run_id} again, {what}: config {inv.config}, "
           f"profile {inv.profile or '(the config default)'}" + (f", uri {redact_uri(inv.uri)}" if inv.uri else ""))
     return execute(inv, quiet=args.quiet)

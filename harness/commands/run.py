@@ -13,14 +13,16 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from harness.config.model import KEEP_POLICIES
 from harness.paths import REPO_DIR
 from harness.results.invocation import Invocation
 from harness.results.record import load_record, new_run_id
+from harness.results.schema import RunRecord, TestEntry
 
 if TYPE_CHECKING:
     import pytest
@@ -120,45 +122,48 @@ def execute(inv: Invocation, *, quiet: bool = False) -> int:
     return code
 
 
-def summarize(record: dict[str, Any]) -> str:
+def summarize(record: RunRecord) -> str:
     """One table per guest: backend, accelerator, boot phases, verdict counts, failures with reasons
     and the command that reproduces each."""
+    from harness.report import model
     from harness.report.reproduce import reproduce_command
 
-    tests_by_guest: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for t in record.get("tests", []):
-        tests_by_guest[t["guest"]].append(t)
-    lines = [f"run {record['run_id']} ({record['status']}), profile {record.get('profile')}, "
-             f"accel {record.get('host', {}).get('accel', {}).get('accel', '?')}"]
-    rerun = record.get("rerun_of")
-    if isinstance(rerun, dict):
-        only = " (its failed cells only)" if rerun.get("failed_only") else ""
-        lines.append(f"rerun of {rerun.get('run_id')}{only}")
-    guests = record.get("guests", {})
+    tests_by_guest: dict[str, list[TestEntry]] = defaultdict(list)
+    for t in record.tests:
+        tests_by_guest[t.guest].append(t)
+    lines = [f"run {record.run_id} ({record.status}), profile {record.profile}, "
+             f"accel {model.host_accel(record) or '?'}"]
+    rerun = record.rerun_of
+    if rerun is not None:
+        only = " (its failed cells only)" if rerun.failed_only else ""
+        lines.append(f"rerun of {rerun.run_id}{only}")
     for name in sorted(tests_by_guest):
         tests = tests_by_guest[name]
-        counts = Counter(t["outcome"] for t in tests)
-        g = guests.get(name, {})
-        t = g.get("timings", {})
-        boot = f"boot->ssh {t['ssh_ready']:.1f}s" if "ssh_ready" in t else "not booted"
-        probe = g.get("probe") if isinstance(g.get("probe"), dict) else {}
+        counts = Counter(t.outcome for t in tests)
+        g = record.guest(name)
+        timings = g.timings or {}
+        boot = f"boot->ssh {timings['ssh_ready']:.1f}s" if "ssh_ready" in timings else "not booted"
+        probe = g.probe if isinstance(g.probe, Mapping) else {}
         seen = f" (probe saw KL {probe['backend']})" if probe.get("backend") else ""
-        lines.append(f"\n{name}: VMM backend {g.get('backend', '-')}{seen}, host {g.get('host', '-')}, {boot}, "
-                     f"probe {g.get('probe_seconds', '-')}s")
+        lines.append(f"\n{name}: VMM backend {_or(g.backend, '-')}{seen}, host {_or(g.host, '-')}, {boot}, "
+                     f"probe {_or(g.probe_seconds, '-')}s")
         lines.append("  " + ", ".join(f"{counts[k]} {k}" for k in ("passed", "failed", "skipped", "error")
                                       if counts[k]))
         for test in tests:
-            if test["outcome"] in ("failed", "error"):
-                what = test.get("check") or test.get("event") or test["test"]
-                lines.append(f"  FAIL {what}: {test.get('reason', '')}")
+            if model.failing(test):
+                lines.append(f"  FAIL {test.check or test.event or test.test}: {_or(test.reason, '')}")
                 lines.append(f"    reproduce: {reproduce_command(record, test)}")
-        skipped = {t.get("reason", "") for t in tests if t["outcome"] == "skipped"}
+        skipped = {t.reason or "" for t in tests if t.outcome == "skipped"}
         lines.extend(f"  skip: {reason}" for reason in sorted(skipped))
-    for name, g in sorted(guests.items()):
-        if name not in tests_by_guest and "timings" in g:
-            t = g["timings"]
-            lines.append(f"\n{name}: boot->ssh {t.get('ssh_ready', 0):.1f}s (lifecycle guest)")
+    for name, g in sorted(record.guests.items()):
+        if name not in tests_by_guest and g.timings is not None:
+            lines.append(f"\n{name}: boot->ssh {g.timings.get('ssh_ready', 0):.1f}s (lifecycle guest)")
     return "\n".join(lines)
+
+
+def _or(value: object, default: object) -> object:
+    """A field of the record, or ``default`` when the record does not have it."""
+    return default if value is None else value
 
 
 def run_plan(args: argparse.Namespace) -> int:

@@ -181,11 +181,11 @@ def compare(base: model.Record, new: model.Record, known_issues: KnownIssues | N
             history: Sequence[model.Record] = ()) -> Comparison:
     """Compare two run records; ``history``: earlier runs (oldest first) that widen the boot-time base."""
     known = known_issues or KnownIssues()
-    before = {t["nodeid"]: t for t in base.get("tests", [])}
-    after = {t["nodeid"]: t for t in new.get("tests", [])}
-    link = new.get("rerun_of")
-    rerun = isinstance(link, dict) and link.get("run_id") == base.get("run_id")
-    failed_only = isinstance(link, dict) and rerun and bool(link.get("failed_only"))
+    before = {t.nodeid: t for t in base.tests}
+    after = {t.nodeid: t for t in new.tests}
+    link = new.rerun_of
+    rerun = link is not None and link.run_id == base.run_id
+    failed_only = link is not None and rerun and link.failed_only
     if failed_only:
         cells = {n for n, t in before.items() if model.failing(t)}
         before = {n: t for n, t in before.items() if n in cells}
@@ -196,19 +196,19 @@ def compare(base: model.Record, new: model.Record, known_issues: KnownIssues | N
     provenance: list[ProvenanceChange] = []
     for nodeid, t in after.items():
         b = before.get(nodeid)
-        was = b.get("outcome") if b else None
-        now = t.get("outcome")
+        was = b.outcome if b else None
+        now = t.outcome
         issue = known.match(t, model.environment(new, t))
-        change = TestChange(nodeid, model.label(t), was, now, model.one_line(t.get("reason", "")), issue)
+        change = TestChange(nodeid, model.label(t), was, now, model.one_line(t.reason), issue)
         kind = _classify(was, now, issue)
         if kind:
             buckets[kind].append(change)
         elif rerun and was in model.FAILING and now in model.FAILING:
             still.append(change)
-        if b is not None and model.provenance(b) != model.provenance(t) and b.get("provenance") and t.get("provenance"):
+        if b is not None and model.provenance(b) != model.provenance(t) and b.provenance and t.provenance:
             provenance.append(ProvenanceChange(nodeid, model.label(t), model.provenance(b), model.provenance(t)))
     return Comparison(
-        base_run=str(base.get("run_id", "?")), new_run=str(new.get("run_id", "?")),
+        base_run=base.run_id, new_run=new.run_id,
         **{k: tuple(v) for k, v in buckets.items()},
         provenance=tuple(provenance),
         added=tuple(sorted(set(after) - set(before))), removed=tuple(sorted(set(before) - set(after))),
@@ -245,18 +245,18 @@ def _figure_deltas(base: model.Record, new: model.Record) -> list[Delta]:
 def _boot_deltas(base: model.Record, new: model.Record, history: Sequence[model.Record], *,
                  across: bool = True) -> list[Delta]:
     out = []
-    samples = [[s for g in r.get("guests", {}).values() for s in [model.boot_seconds(g)] if s is not None]
+    samples = [[s for g in r.guests.values() for s in [model.boot_seconds(g)] if s is not None]
                for r in (base, new)]
     if across and all(len(s) >= HISTORY_MIN for s in samples):
         bs, ns = Stats.of_samples(samples[0]), Stats.of_samples(samples[1])
         out.append(Delta("(all guests)", "boot→ssh", "s", bs, ns, threshold(bs, ns, floor=BOOT_ALL_FLOOR_S)))
-    for guest, g in sorted(new.get("guests", {}).items()):
+    for guest, g in sorted(new.guests.items()):
         now = model.boot_seconds(g)
-        was = model.boot_seconds(base.get("guests", {}).get(guest, {}))
+        was = model.boot_seconds(base.guest(guest))
         if now is None or was is None:
             continue
-        earlier = [s for r in history if r.get("run_id") not in (base.get("run_id"), new.get("run_id"))
-                   for s in [model.boot_seconds(r.get("guests", {}).get(guest, {}))] if s is not None]
+        earlier = [s for r in history if r.run_id not in (base.run_id, new.run_id)
+                   for s in [model.boot_seconds(r.guest(guest))] if s is not None]
         bs = Stats.of_samples([*earlier, was]) if len(earlier) >= HISTORY_MIN else Stats(was, was, was)
         ns = Stats(now, now, now)
         floor = max(BOOT_FLOOR_S, BOOT_FLOOR_REL * bs.median)

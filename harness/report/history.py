@@ -115,14 +115,14 @@ def load_history(directory: Path, n: int = DEFAULT_RUNS) -> History:
 
 def build_history(records: Sequence[model.Record], *, skipped: Sequence[str] = ()) -> History:
     """The history of ``records`` (oldest first)."""
-    runs = tuple(str(r.get("run_id", "?")) for r in records)
+    runs = tuple(r.run_id for r in records)
     labels: dict[str, str] = {}
     outcomes: list[dict[str, str]] = []
     for r in records:
         now = {}
-        for t in r.get("tests", []):
-            labels[t["nodeid"]] = model.label(t)
-            now[t["nodeid"]] = str(t.get("outcome"))
+        for t in r.tests:
+            labels[t.nodeid] = model.label(t)
+            now[t.nodeid] = t.outcome
         outcomes.append(now)
     tests = tuple(TestHistory(nodeid, labels[nodeid], tuple(o.get(nodeid) for o in outcomes))
                   for nodeid in sorted(labels, key=lambda k: labels[k]))
@@ -134,7 +134,7 @@ def build_history(records: Sequence[model.Record], *, skipped: Sequence[str] = (
             key = (f.guest, f.name)
             fig_points.setdefault(key, [None] * len(records))[i] = (f.median, f.p10, f.p90)
             units[key] = f.unit
-        for guest, g in r.get("guests", {}).items():
+        for guest, g in r.guests.items():
             s = model.boot_seconds(g)
             if s is not None:
                 boot_points.setdefault(guest, [None] * len(records))[i] = (s, s, s)

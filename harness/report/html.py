@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,11 @@ def e(value: object) -> str:
     return escape(str(value), quote=True)
 
 
+def _or(value: object, default: object) -> object:
+    """A field of the record, or ``default`` when the record does not have it."""
+    return default if value is None else value
+
+
 def _json(value: Any, *, indent: int | None = None) -> str:
     return json.dumps(value, indent=indent, sort_keys=True, default=str, ensure_ascii=False)
 
@@ -90,9 +96,9 @@ def render_html(record: model.Record, *, run_dir: Path | None = None, comparison
                 known_issues: KnownIssues | None = None) -> str:
     """The whole page for ``record`` (``run_dir``: where its artifacts are, if it was moved)."""
     known = known_issues or KnownIssues()
-    tests = list(record.get("tests", []))
+    tests = list(record.tests)
     counts = model.verdict_counts(record)
-    title = f"klharness {record.get('run_id', '?')}: {model.counts_line(counts)}"
+    title = f"klharness {record.run_id}: {model.counts_line(counts)}"
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -104,7 +110,7 @@ def render_html(record: model.Record, *, run_dir: Path | None = None, comparison
     parts += [_failures(record, tests, known), _skips(tests), _matrix(tests), _stacks(record), _plots(record),
               _guests(record, tests, run_dir),
               f'<p class="small">klharness {e(__version__)} · report written {e(time.strftime("%Y-%m-%d %H:%M:%S %Z"))}'
-              f" · record schema {e(record.get('schema'))} v{e(record.get('schema_version'))}</p>",
+              f" · record schema {e(record.SCHEMA)} v{e(record.SCHEMA_VERSION)}</p>",
               "</body></html>"]
     return "\n".join(parts)
 
@@ -122,31 +128,31 @@ def _stacks(record: model.Record) -> str:
 
 
 def _header(record: model.Record, counts: Counter[str]) -> str:
-    host = record.get("host", {})
+    host = record.host or {}
     acc, virt, cpu = host.get("accel", {}), host.get("libvirt", {}), host.get("cpu", {})
     badges = " ".join(f'<span class="badge b-{e(k)}">{counts[k]} {e(k)}</span>' for k in model.VERDICTS if counts[k])
     prov = model.provenance_counts(record)
     prov_badges = " ".join(f'<span class="badge b-prov">{n} {e(k)}</span>' for k, n in prov.most_common())
     total = sum(counts.values())
     lines = [
-        f"<h1>klharness run {e(record.get('run_id', '?'))}</h1>",
+        f"<h1>klharness run {e(record.run_id)}</h1>",
         f'<p class="summary" id="summary">{total} tests: {badges or "none"} &nbsp; '
         f'provenance: {prov_badges or "—"}</p>',
-        f'<p class="meta">status <b>{e(record.get("status", "?"))}</b> · profile <b>{e(record.get("profile", "?"))}</b>'
-        f" ({e(record.get('profile_source', ''))}) · config {e(record.get('config', '?'))} · "
-        f"uri {e(record.get('uri', '?'))}</p>",
+        f'<p class="meta">status <b>{e(record.status)}</b> · profile <b>{e(_or(record.profile, "?"))}</b>'
+        f" ({e(_or(record.profile_source, ''))}) · config {e(_or(record.config, '?'))} · "
+        f"uri {e(_or(record.uri, '?'))}</p>",
         f'<p class="meta">accelerator <b>{e(acc.get("accel", "?"))}</b>: {e(acc.get("reason", ""))}</p>',
         f'<p class="meta">host {e(virt.get("hostname", "?"))}, kernel {e(host.get("kernel", "?"))},'
         f" CPU {e(cpu.get('model name', '?'))}, libvirt {e(virt.get('libvirt', '?'))},"
-        f" QEMU {e(virt.get('qemu', '?'))} · started {e(record.get('started', '?'))},"
-        f" finished {e(record.get('finished') or '—')}</p>",
+        f" QEMU {e(virt.get('qemu', '?'))} · started {e(_or(record.started, '?'))},"
+        f" finished {e(record.finished or '—')}</p>",
     ]
-    rerun = record.get("rerun_of")
-    if isinstance(rerun, dict):
-        lines.append(f'<p class="meta">rerun of <b>{e(rerun.get("run_id", "?"))}</b>'
-                     + (" (its failed cells only)" if rerun.get("failed_only") else "") + "</p>")
-    if record.get("status") not in ("complete", None):
-        lines.append(f'<p class="loud">This run did not finish normally (status {e(record.get("status"))}): '
+    rerun = record.rerun_of
+    if rerun is not None:
+        lines.append(f'<p class="meta">rerun of <b>{e(rerun.run_id)}</b>'
+                     + (" (its failed cells only)" if rerun.failed_only else "") + "</p>")
+    if record.status != "complete":
+        lines.append(f'<p class="loud">This run did not finish normally (status {e(record.status)}): '
                      "the record holds only what completed.</p>")
     return "\n".join(lines)
 
@@ -225,8 +231,8 @@ def _failures(record: model.Record, tests: list[model.Test], known: KnownIssues)
     for i, t in bad:
         issue = known.match(t, model.environment(record, t))
         out.append(f'<article class="failure{" known" if issue else ""}" id="{_anchor(i)}">'
-                   f"<h3>{e(t['outcome'].upper())} {e(model.label(t))}</h3>"
-                   f'<p class="reason">{e(t.get("reason", "(no reason recorded)"))}</p>')
+                   f"<h3>{e(t.outcome.upper())} {e(model.label(t))}</h3>"
+                   f'<p class="reason">{e(_or(t.reason, "(no reason recorded)"))}</p>')
         if issue:
             out.append(f'<p class="known-note">{e(issue.describe())} — {e(issue.where)}</p>')
         out.append(f'<p class="repro">reproduce: <code>{e(reproduce_command(record, t))}</code></p>')
@@ -236,15 +242,15 @@ def _failures(record: model.Record, tests: list[model.Test], known: KnownIssues)
 
 
 def _detail_list(t: model.Test) -> str:
-    items = [("test", f"<code>{e(t.get('nodeid', ''))}</code>"), ("provenance", e(model.provenance(t))),
-             ("observation", _inline_json(t.get("observation"))), ("expectation", _inline_json(t.get("expectation"))),
-             ("source", e(t.get("source", ""))), ("duration", e(f"{t.get('duration', 0)} s")),
-             ("timings", _inline_json(t.get("timings")))]
+    items = [("test", f"<code>{e(t.nodeid)}</code>"), ("provenance", e(model.provenance(t))),
+             ("observation", _inline_json(t.observation)), ("expectation", _inline_json(t.expectation)),
+             ("source", e(_or(t.source, ""))), ("duration", e(f"{_or(t.duration, 0)} s")),
+             ("timings", _inline_json(t.timings))]
     return "<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items if v and v != "n/a") + "</dl>"
 
 
 def _skips(tests: list[model.Test]) -> str:
-    reasons = Counter(t.get("reason", "") for t in tests if t.get("outcome") == "skipped")
+    reasons = Counter(_or(t.reason, "") for t in tests if t.outcome == "skipped")
     if not reasons:
         return ""
     return (f'<section id="skips"><h2>Skipped: {sum(reasons.values())}</h2><ul>'
@@ -252,10 +258,10 @@ def _skips(tests: list[model.Test]) -> str:
 
 
 def _matrix(tests: list[model.Test]) -> str:
-    guests = sorted({str(t.get("guest")) for t in tests})
+    guests = sorted({t.guest for t in tests})
     cells: dict[str, dict[str, list[tuple[int, model.Test]]]] = defaultdict(lambda: defaultdict(list))
     for i, t in enumerate(tests):
-        cells[model.what(t)][str(t.get("guest"))].append((i, t))
+        cells[model.what(t)][t.guest].append((i, t))
     if not cells:
         return '<section id="matrix"><h2>Matrix</h2><p>No tests ran.</p></section>'
     order = {v: k for k, v in enumerate(model.VERDICTS)}
@@ -267,10 +273,10 @@ def _matrix(tests: list[model.Test]) -> str:
             if not entries:
                 tds.append('<td class="v-none">·</td>')
                 continue
-            i, worst = min(entries, key=lambda it: order.get(it[1].get("outcome", ""), 9))
-            v = str(worst.get("outcome"))
+            i, worst = min(entries, key=lambda it: order.get(it[1].outcome, 9))
+            v = worst.outcome
             letter = PROVENANCE_LETTER.get(model.provenance(worst), "")
-            tip = f"{v}, provenance {model.provenance(worst)}" + (f": {worst['reason']}" if worst.get("reason") else "")
+            tip = f"{v}, provenance {model.provenance(worst)}" + (f": {worst.reason}" if worst.reason else "")
             mark = f'<a href="#{_anchor(i)}">{SYMBOL.get(v, "?")}</a>' if model.failing(worst) else SYMBOL.get(v, "?")
             tds.append(f'<td class="v-{e(v)}" title="{e(model.one_line(tip, 300))}">{mark}'
                        f'<span class="prov">{e(letter)}</span></td>')
@@ -284,7 +290,7 @@ def _matrix(tests: list[model.Test]) -> str:
 
 def _plots(record: model.Record) -> str:
     out = ['<section id="plots"><h2>Timings</h2>']
-    guests = record.get("guests", {})
+    guests = record.guests
     rows = [(name, model.boot_phases(g)) for name, g in guests.items() if model.boot_phases(g)]
     if rows:
         colours = dict(zip(model.BOOT_PHASES, svg.PALETTE, strict=False))
@@ -310,10 +316,10 @@ def _plots(record: model.Record) -> str:
     return "\n".join(out)
 
 
-def _ratios(guests: dict[str, Any]) -> str:
+def _ratios(guests: Mapping[str, model.Guest]) -> str:
     rows = []
     for name, g in sorted(guests.items()):
-        timing = g.get("probe", {}).get("timing", {}) if isinstance(g.get("probe"), dict) else {}
+        timing = g.probe.get("timing", {}) if isinstance(g.probe, Mapping) else {}
         ratios = timing.get("ratios") or {}
         spread = _ratio(timing.get("worst_spread", "?"))
         note = "" if timing.get("trustworthy", True) else f" (worst spread {spread}: the probe calls it untrustworthy)"
@@ -330,29 +336,29 @@ def _ratio(v: object) -> str:
 def _guests(record: model.Record, tests: list[model.Test], run_dir: Path | None) -> str:
     by_guest: dict[str, list[tuple[int, model.Test]]] = defaultdict(list)
     for i, t in enumerate(tests):
-        by_guest[str(t.get("guest"))].append((i, t))
-    guests = record.get("guests", {})
+        by_guest[t.guest].append((i, t))
+    guests = record.guests
     out = ['<section id="guests"><h2>Guests</h2>']
     for name in sorted(set(guests) | set(by_guest)):
-        out.append(_guest(record, name, guests.get(name, {}), by_guest.get(name, []), run_dir))
+        out.append(_guest(record, name, record.guest(name), by_guest.get(name, []), run_dir))
     out.append("</section>")
     return "\n".join(out)
 
 
-def _guest(record: model.Record, name: str, g: dict[str, Any], tests: list[tuple[int, model.Test]],
+def _guest(record: model.Record, name: str, g: model.Guest, tests: list[tuple[int, model.Test]],
            run_dir: Path | None) -> str:
-    counts = Counter(str(t.get("outcome")) for _, t in tests)
+    counts = Counter(t.outcome for _, t in tests)
     boot = model.boot_seconds(g)
-    facts = [f"backend <b>{e(g.get('backend', '—'))}</b>", f"accel {e(g.get('accel', '—'))}",
+    facts = [f"backend <b>{e(_or(g.backend, '—'))}</b>", f"accel {e(_or(g.accel, '—'))}",
              f"boot→ssh {boot:.1f} s" if boot is not None else "not booted",
-             f"probe {e(g['probe_seconds'])} s" if "probe_seconds" in g else "no probe run of its own",
-             f"artifacts {'kept' if g.get('kept') else 'not kept'}"]
-    if g.get("plan") and g.get("plan") != name:
-        facts.insert(0, f"dedicated guest of {e(g['plan'])}")
+             f"probe {e(g.probe_seconds)} s" if g.probe_seconds is not None else "no probe run of its own",
+             f"artifacts {'kept' if g.kept else 'not kept'}"]
+    if g.plan and g.plan != name:
+        facts.insert(0, f"dedicated guest of {e(g.plan)}")
     out = [f'<h3 id="g-{e(name)}">{e(name)}</h3><p class="meta">{" · ".join(facts)}'
            f"{' · ' + e(model.counts_line(counts)) if tests else ''}</p>"]
-    if g.get("timings"):
-        out.append(f"<p class='small'>timings (s): {e(', '.join(f'{k} {v}' for k, v in g['timings'].items()))}</p>")
+    if g.timings:
+        out.append(f"<p class='small'>timings (s): {e(', '.join(f'{k} {v}' for k, v in g.timings.items()))}</p>")
     if tests:
         out.append(_tests_table(tests))
     out.append(_excerpts(record, name, g, run_dir, failed=any(model.failing(t) for _, t in tests)))
@@ -362,20 +368,20 @@ def _guest(record: model.Record, name: str, g: dict[str, Any], tests: list[tuple
 def _tests_table(tests: list[tuple[int, model.Test]]) -> str:
     rows = []
     for i, t in tests:
-        v = str(t.get("outcome"))
-        timings = (" " + _inline_json(t["timings"])) if t.get("timings") else ""
-        test_name = f"<br><span class='small'>{e(t['test'])}</span>" if t.get("test", "") != model.what(t) else ""
+        v = t.outcome
+        timings = (" " + _inline_json(t.timings)) if t.timings else ""
+        test_name = f"<br><span class='small'>{e(t.test)}</span>" if t.test != model.what(t) else ""
         rows.append(f'<tr id="{_anchor(i)}-row"><td class="v-{e(v)}">{SYMBOL.get(v, "?")} {e(v)}</td>'
                     f"<td><code>{e(model.what(t))}</code>{test_name}</td>"
-                    f"<td>{e(model.provenance(t))}</td><td class='wide'>{_inline_json(t.get('observation'))}</td>"
-                    f"<td class='wide'>{_inline_json(t.get('expectation'))}</td>"
-                    f"<td class='small'>{e(t.get('source', ''))}</td><td>{e(t.get('duration', ''))}{timings}</td>"
-                    f"<td class='wide reason'>{e(t.get('reason', ''))}</td></tr>")
+                    f"<td>{e(model.provenance(t))}</td><td class='wide'>{_inline_json(t.observation)}</td>"
+                    f"<td class='wide'>{_inline_json(t.expectation)}</td>"
+                    f"<td class='small'>{e(_or(t.source, ''))}</td><td>{e(_or(t.duration, ''))}{timings}</td>"
+                    f"<td class='wide reason'>{e(_or(t.reason, ''))}</td></tr>")
     return ("<table><tr><th>verdict</th><th>check</th><th>provenance</th><th>observation</th><th>expectation</th>"
             "<th>source</th><th>seconds</th><th>reason</th></tr>" + "".join(rows) + "</table>")
 
 
-def _excerpts(record: model.Record, name: str, g: dict[str, Any], run_dir: Path | None, *, failed: bool) -> str:
+def _excerpts(record: model.Record, name: str, g: model.Guest, run_dir: Path | None, *, failed: bool) -> str:
     """Folds with the kept artifacts; for a failing guest without them, the probe JSON from the record."""
     folds = []
     where = model.artifact_dir(record, name, run_dir)
@@ -389,8 +395,8 @@ def _excerpts(record: model.Record, name: str, g: dict[str, Any], run_dir: Path 
         probe = model.read_head(where / "probe.json", max_bytes=PROBE_JSON_BYTES)
         if probe is not None:
             folds.append((f"probe JSON ({where / 'probe.json'})", probe))
-    if failed and g.get("probe") is not None and not any(title.startswith("probe JSON") for title, _ in folds):
-        text = _json(g["probe"], indent=1)
+    if failed and g.probe is not None and not any(title.startswith("probe JSON") for title, _ in folds):
+        text = _json(g.probe, indent=1)
         cut = text[:PROBE_JSON_BYTES] + (f"\n… (cut at {PROBE_JSON_BYTES} characters)" if len(text) > PROBE_JSON_BYTES
                                          else "")
         folds.append(("probe JSON (from the run record)", cut))

@@ -59,6 +59,10 @@ def _time(value: Any) -> str | None:
     return None
 
 
+def _or(value: str | None, default: str) -> str:
+    return default if value is None else value
+
+
 def _clean(d: dict[str, Any]) -> dict[str, Any]:
     """KCIDB allows no nulls: leave unknown values out."""
     return {k: v for k, v in d.items() if v is not None and v != {} and v != []}
@@ -66,32 +70,27 @@ def _clean(d: dict[str, Any]) -> dict[str, Any]:
 
 def kcidb_path(test: model.Test) -> str:
     """``keylocker.instructions.ud.loadiwkey``: suite, test file, then the check id or event (or function)."""
-    nodeid = str(test.get("nodeid", ""))
-    module = Path(nodeid.split("::", 1)[0]).stem.removeprefix("test_") or "catalogue"
-    leaf = test.get("check") or test.get("event") or str(test.get("test") or "").removeprefix("test_") or "test"
-    parts = [SUITE, module, *str(leaf).split(".")]
+    module = Path(test.nodeid.split("::", 1)[0]).stem.removeprefix("test_") or "catalogue"
+    leaf = test.check or test.event or test.test.removeprefix("test_") or "test"
+    parts = [SUITE, module, *leaf.split(".")]
     return ".".join(_PATH_PART.sub("_", p).strip("_") or "_" for p in parts)
 
 
 def status(test: model.Test) -> str:
-    outcome = test.get("outcome")
-    if outcome == "passed":
+    if test.outcome == "passed":
         return "PASS"
-    if outcome == "skipped":
+    if test.outcome == "skipped":
         return "SKIP"
-    if outcome == "error":
-        return "MISS" if test.get("infrastructure") else "ERROR"
-    return "ERROR" if test.get("infrastructure") else "FAIL"
+    if test.outcome == "error":
+        return "MISS" if test.infrastructure else "ERROR"
+    return "ERROR" if test.infrastructure else "FAIL"
 
 
-def guest_entry(record: model.Record, test: model.Test) -> tuple[str, dict[str, Any]]:
+def guest_entry(record: model.Record, test: model.Test) -> tuple[str, model.Guest]:
     """The guest the test ran on: a lifecycle event's own ``<guest>-<event>``, else the pooled one."""
-    guests = record.get("guests", {})
-    guest = str(test.get("guest") or "")
-    own = f"{guest}-{test['event']}" if test.get("event") else ""
-    name = own if own in guests else guest
-    entry = guests.get(name, {})
-    return name, entry if isinstance(entry, dict) else {}
+    own = f"{test.guest}-{test.event}" if test.event else ""
+    name = own if own in record.guests else test.guest
+    return name, record.guest(name)
 
 
 def to_kcidb(record: model.Record, *, origin: str, base_url: str | None = None,
@@ -99,62 +98,61 @@ def to_kcidb(record: model.Record, *, origin: str, base_url: str | None = None,
     """The KCIDB document of ``record`` (``run_dir``: where its kept artifacts are, for output_files)."""
     check_origin(origin)
     base = check_base_url(base_url) if base_url else None
-    run_id = str(record.get("run_id", "run"))
+    run_id = record.run_id
     ident = f"{origin}:{run_id}"
-    host = record.get("host", {}) if isinstance(record.get("host"), dict) else {}
+    host = record.host or {}
     virt = host.get("libvirt", {}) if isinstance(host.get("libvirt"), dict) else {}
-    started = _time(record.get("started"))
+    started = _time(record.started)
+    config, profile = _or(record.config, "?"), _or(record.profile, "?")
     checkout = _clean({
         "id": ident, "origin": origin, "start_time": started,
-        "comment": f"klharness run {run_id}: config {record.get('config', '?')}, profile {record.get('profile', '?')}",
-        "misc": _clean({"run_id": run_id, "config": record.get("config"), "profile": record.get("profile"),
-                        "profile_source": record.get("profile_source"), "uri": record.get("uri"),
-                        "status": record.get("status"), "rerun_of": record.get("rerun_of"),
+        "comment": f"klharness run {run_id}: config {config}, profile {profile}",
+        "misc": _clean({"run_id": run_id, "config": record.config, "profile": record.profile,
+                        "profile_source": record.profile_source, "uri": record.uri, "status": record.status,
+                        "rerun_of": record.rerun_of.to_json() if record.rerun_of else None,
                         "klharness": __version__}),
     })
     build = _clean({
         "id": ident, "checkout_id": ident, "origin": origin, "start_time": started, "architecture": "x86_64",
         "comment": "guest images, probe and VMM of the run",
-        "status": "PASS" if record.get("images") else None,
+        "status": "PASS" if record.images else None,
         "output_files": [{"name": "record.json", "url": f"{base}/record.json"}] if base else None,
-        "misc": _clean({"images": record.get("images"), "accel": host.get("accel"), "host_kernel": host.get("kernel"),
+        "misc": _clean({"images": record.images, "accel": host.get("accel"), "host_kernel": host.get("kernel"),
                         "libvirt": virt.get("libvirt"), "qemu": virt.get("qemu"), "hostname": virt.get("hostname")}),
     })
-    tests = [_test(record, t, ident, origin, base, run_dir) for t in record.get("tests", [])]
+    tests = [_test(record, t, ident, origin, base, run_dir) for t in record.tests]
     return {"version": dict(VERSION), "checkouts": [checkout], "builds": [build], "tests": tests}
 
 
 def _test(record: model.Record, t: model.Test, build_id: str, origin: str, base: str | None,
           run_dir: Path | None) -> dict[str, Any]:
     name, g = guest_entry(record, t)
-    duration = t.get("duration")
-    finished = t.get("finished")
-    start = finished - duration if isinstance(finished, int | float) and isinstance(duration, int | float) else None
+    duration, finished = t.duration, t.finished
+    start = finished - duration if finished is not None and duration is not None else None
     files = []
     if base is not None:
         console = Path("guests") / name / "console.log"
         if run_dir is not None and (run_dir / console).is_file():
             files.append({"name": "console.log", "url": f"{base}/{quote(console.as_posix())}"})
         files.append({"name": "record.json", "url": f"{base}/record.json"})
-    env = _clean({"guest": name, "plan": t.get("guest"), "host": g.get("host"), "domain": g.get("domain"),
-                  "backend": g.get("backend"), "vmm": g.get("vmm"), "accel": g.get("accel") or model.accel(record)})
+    env = _clean({"guest": name, "plan": t.guest, "host": g.host, "domain": g.domain,
+                  "backend": g.backend, "vmm": g.vmm, "accel": g.accel or model.accel(record)})
     return _clean({
-        "id": f"{build_id}:{t.get('nodeid', '')}",
+        "id": f"{build_id}:{t.nodeid}",
         "build_id": build_id,
         "origin": origin,
         "path": kcidb_path(t),
         "status": status(t),
         "start_time": _time(start),
-        "duration": float(duration) if isinstance(duration, int | float) else None,
-        "comment": model.one_line(f"{model.label(t)}: {t['reason']}" if t.get("reason") else model.label(t),
+        "duration": float(duration) if duration is not None else None,
+        "comment": model.one_line(f"{model.label(t)}: {t.reason}" if t.reason else model.label(t),
                                   400).replace("\0", ""),
         "environment": {"comment": f"guest {name} ({env.get('backend', '?')} Key Locker, {env.get('accel', '?')})",
                         "misc": env},
         "output_files": files or None,
-        "misc": _clean({"nodeid": t.get("nodeid"), "guest": t.get("guest"), "check": t.get("check"),
-                        "event": t.get("event"), "provenance": t.get("provenance"), "profile": record.get("profile"),
-                        "reason": t.get("reason"), "infrastructure": t.get("infrastructure"),
-                        "observation": t.get("observation"), "expectation": t.get("expectation"),
-                        "source": t.get("source"), "timings": t.get("timings"),
-                        "guest_timings": g.get("timings"), "probe_seconds": g.get("probe_seconds")}),
+        "misc": _clean({"nodeid": t.nodeid, "guest": t.guest, "check": t.check, "event": t.event,
+                        "provenance": t.provenance, "profile": record.profile, "reason": t.reason,
+                        "infrastructure": t.infrastructure, "observation": t.observation,
+                        "expectation": t.expectation, "source": t.source, "timings": t.timings,
+                        "guest_timings": g.timings, "probe_seconds": g.probe_seconds}),
     })

@@ -25,6 +25,7 @@ from typing import Any
 from harness.config import fields as f
 from harness.config.yamlpos import Located, load_yaml
 from harness.paths import REPO_DIR
+from harness.results.schema import TestEntry
 
 DEFAULT_PATH = REPO_DIR / "configs" / "known-issues.yaml"
 ENV_KEYS = ("profile", "accel", "backend", "guest")
@@ -90,11 +91,11 @@ class KnownIssue:
     link: str | None = None
     where: str = ""  # file:line of the entry
 
-    def matches(self, test: Mapping[str, Any], env: Mapping[str, str]) -> bool:
+    def matches(self, test: TestEntry, env: Mapping[str, str]) -> bool:
         """Whether this entry covers ``test`` (a run-record entry) run in ``env`` (see ENV_KEYS)."""
-        if self.test is not None and not glob_match(self.test, str(test.get("nodeid", ""))):
+        if self.test is not None and not glob_match(self.test, test.nodeid):
             return False
-        if self.check is not None and not glob_match(self.check, str(test.get("check") or "")):
+        if self.check is not None and not glob_match(self.check, test.check or ""):
             return False
         for key in ENV_KEYS:
             wanted: tuple[str, ...] = getattr(self, key)
@@ -112,7 +113,7 @@ class KnownIssues:
     issues: tuple[KnownIssue, ...] = ()
     source: str = ""
 
-    def match(self, test: Mapping[str, Any], env: Mapping[str, str]) -> KnownIssue | None:
+    def match(self, test: TestEntry, env: Mapping[str, str]) -> KnownIssue | None:
         """The first entry covering ``test``, or None."""
         return next((i for i in self.issues if i.matches(test, env)), None)
 

@@ -37,34 +37,39 @@ def render_markdown(record: model.Record, *, comparison: Comparison | None = Non
     counts = model.verdict_counts(record)
     prov = model.provenance_counts(record)
     verdict = "FAILED" if counts["failed"] or counts["error"] else "passed"
-    lines = [f"### klharness run `{record.get('run_id', '?')}`: {verdict} — {model.counts_line(counts)}",
-             f"profile `{record.get('profile', '?')}` · accel `{model.accel(record)}` · status "
-             f"`{record.get('status', '?')}` · provenance: {model.counts_line(prov, None)}", ""]
-    rerun = record.get("rerun_of")
-    if isinstance(rerun, dict):
-        lines[-1:-1] = [f"rerun of `{md(rerun.get('run_id', '?'), 60)}`"
-                        + (" (its failed cells only)" if rerun.get("failed_only") else "")]
+    lines = [f"### klharness run `{record.run_id}`: {verdict} — {model.counts_line(counts)}",
+             f"profile `{_or(record.profile, '?')}` · accel `{model.accel(record)}` · status "
+             f"`{record.status}` · provenance: {model.counts_line(prov, None)}", ""]
+    rerun = record.rerun_of
+    if rerun is not None:
+        lines[-1:-1] = [f"rerun of `{md(rerun.run_id, 60)}`"
+                        + (" (its failed cells only)" if rerun.failed_only else "")]
     if comparison is not None:
         lines += [render_comparison(comparison), ""]
-    failures = [t for t in record.get("tests", []) if model.failing(t)]
+    failures = [t for t in record.tests if model.failing(t)]
     if failures:
         shown = failures[:top]
         lines.append(f"**Failures ({len(failures)}{f', first {top}' if len(failures) > top else ''}):**")
         for t in shown:
             issue = known.match(t, model.environment(record, t))
             note = f" _({md(issue.describe(), 120)})_" if issue else ""
-            lines.append(f"- `{model.label(t)}` — {md(t.get('reason', 'failed'))}{note}")
+            lines.append(f"- `{model.label(t)}` — {md(_or(t.reason, 'failed'))}{note}")
             lines.append(f"  reproduce: {code(reproduce_command(record, t))}")
         lines.append("")
-    skipped = [t for t in record.get("tests", []) if t.get("outcome") == "skipped"]
+    skipped = [t for t in record.tests if t.outcome == "skipped"]
     if skipped:
-        reasons = sorted({md(t.get("reason", ""), 120) for t in skipped})
+        reasons = sorted({md(t.reason, 120) for t in skipped})
         lines.append(f"Skipped {len(skipped)}: " + "; ".join(reasons[:5]) + (" …" if len(reasons) > 5 else ""))
     rows = stacks.for_record(record)
     if rows is not None:
         lines += ["", "**Lifecycle across stacks** (what each profile expects of a handle; observed: this run):", "",
                   stacks.markdown(rows)]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _or(value: str | None, default: str) -> str:
+    """A field of the record, or ``default`` when the record does not have it."""
+    return default if value is None else value
 
 
 def render_comparison(c: Comparison) -> str:

@@ -3,22 +3,24 @@
 Why one place: the HTML page, the Markdown summary, the comparison and the
 history must agree on what a test is called, which outcomes count as
 failing, which numbers are a guest's boot phases and which are its probe
-timing figures.  The record itself (harness.results.record) stays the only
-source; nothing here writes to it.
+timing figures.  The record itself (harness.results.record, typed by
+harness.results.schema) stays the only source; nothing here writes to it.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from harness.results.record import FAILING as FAILING  # re-exported: the reports' one vocabulary
-from harness.results.record import failing as failing
+from harness.results.schema import FAILING as FAILING  # re-exported: the reports' one vocabulary
+from harness.results.schema import GuestEntry, RunRecord, TestEntry
+from harness.results.schema import failing as failing
 
-Record = dict[str, Any]
-Test = dict[str, Any]
+Record = RunRecord
+Test = TestEntry
+Guest = GuestEntry
 
 # Order in which verdicts are shown: what needs attention first.
 VERDICTS = ("failed", "error", "passed", "skipped")
@@ -39,30 +41,30 @@ BOOT_PHASE_HELP = {
 
 def what(test: Test) -> str:
     """The column of a test in the matrix: its check id, its lifecycle event, or its test function."""
-    if test.get("check"):
-        return str(test["check"])
-    if test.get("event"):
-        return f"event:{test['event']}"
-    return str(test.get("test") or test.get("nodeid", "?"))
+    if test.check:
+        return test.check
+    if test.event:
+        return f"event:{test.event}"
+    return test.test or test.nodeid
 
 
 def label(test: Test) -> str:
     name = what(test)
-    if test.get("check") or test.get("event"):
-        name = f"{name} ({test.get('test', '')})"
-    return f"{test.get('guest', '?')} · {name}"
+    if test.check or test.event:
+        name = f"{name} ({test.test})"
+    return f"{test.guest} · {name}"
 
 
 def provenance(test: Test) -> str:
-    return str(test.get("provenance") or NO_PROVENANCE)
+    return test.provenance or NO_PROVENANCE
 
 
 def verdict_counts(record: Record) -> Counter[str]:
-    return Counter(str(t.get("outcome", "?")) for t in record.get("tests", []))
+    return Counter(t.outcome for t in record.tests)
 
 
 def provenance_counts(record: Record) -> Counter[str]:
-    return Counter(provenance(t) for t in record.get("tests", []))
+    return Counter(provenance(t) for t in record.tests)
 
 
 def counts_line(counts: Counter[str], order: tuple[str, ...] | None = VERDICTS) -> str:
@@ -79,17 +81,21 @@ def one_line(text: object, limit: int = 160) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+def host_accel(record: Record) -> str | None:
+    """The accelerator the run's (first) host gave its guests, from the host facts."""
+    acc = (record.host or {}).get("accel")
+    value = acc.get("accel") if isinstance(acc, dict) else None
+    return str(value) if value is not None else None
+
+
 def accel(record: Record, guest: str | None = None) -> str:
-    g = record.get("guests", {}).get(guest or "", {})
-    return str(g.get("accel") or record.get("host", {}).get("accel", {}).get("accel") or "?")
+    return record.guest(guest or "").accel or host_accel(record) or "?"
 
 
 def environment(record: Record, test: Test) -> dict[str, str]:
     """The keys a known issue can match on, for one test of this record."""
-    guest = str(test.get("guest") or "")
-    g = record.get("guests", {}).get(guest, {})
-    return {"profile": str(record.get("profile") or ""), "accel": accel(record, guest),
-            "backend": str(g.get("backend") or ""), "guest": guest}
+    return {"profile": record.profile or "", "accel": accel(record, test.guest),
+            "backend": record.guest(test.guest).backend or "", "guest": test.guest}
 
 
 # -- probe timing figures --------------------------------------------------------------------------------
@@ -125,9 +131,9 @@ def _figure_rank(name: str) -> tuple[int, str]:
 def figures(record: Record) -> list[Figure]:
     """Every probe timing figure in the record, by guest, AES-NI baselines next to their KL figure."""
     out: list[Figure] = []
-    for guest, g in sorted(record.get("guests", {}).items()):
-        probe = g.get("probe")
-        timing = probe.get("timing") if isinstance(probe, dict) else None
+    for guest, g in sorted(record.guests.items()):
+        probe = g.probe
+        timing = probe.get("timing") if isinstance(probe, Mapping) else None
         figs = timing.get("figures") if isinstance(timing, dict) else None
         if not isinstance(figs, dict):
             continue
@@ -142,25 +148,25 @@ def figures(record: Record) -> list[Figure]:
 
 # -- boot phases -------------------------------------------------------------------------------------------
 
-def boot_phases(guest: dict[str, Any]) -> list[tuple[str, float]]:
+def boot_phases(guest: Guest) -> list[tuple[str, float]]:
     """The guest's life as consecutive phases (seconds); phases it did not record are left out."""
-    t = guest.get("timings") or {}
+    t = guest.timings or {}
 
     def get(key: str) -> float:
         v = t.get(key)
         return float(v) if isinstance(v, int | float) else 0.0
 
     prepare = max(0.0, get("boot_total") - get("virt_create") - get("virt_boot"))
-    probe = guest.get("probe_seconds")
+    probe = guest.probe_seconds
     values = {"prepare": prepare, "create": get("virt_create"), "boot": get("virt_boot"), "ssh": get("ssh_connect"),
               "upload": get("probe_upload"), "probe": float(probe) if isinstance(probe, int | float) else 0.0,
               "teardown": get("teardown")}
     return [(k, values[k]) for k in BOOT_PHASES if values[k] > 0]
 
 
-def boot_seconds(guest: dict[str, Any]) -> float | None:
+def boot_seconds(guest: Guest) -> float | None:
     """Start of the domain until SSH and the probe were ready (the headline boot figure)."""
-    v = (guest.get("timings") or {}).get("ssh_ready")
+    v = (guest.timings or {}).get("ssh_ready")
     return float(v) if isinstance(v, int | float) else None
 
 
@@ -172,8 +178,8 @@ def artifact_dir(record: Record, guest: str, run_dir: Path | None) -> Path | Non
     candidates = []
     if run_dir is not None:
         candidates.append(run_dir / "guests" / guest)
-    recorded = record.get("guests", {}).get(guest, {}).get("artifacts")
-    if isinstance(recorded, str):
+    recorded = record.guest(guest).artifacts
+    if recorded is not None:
         candidates.append(Path(recorded))
     for c in candidates:
         if c.is_dir():

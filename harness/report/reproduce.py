@@ -14,11 +14,11 @@ from __future__ import annotations
 import re
 import shlex
 from pathlib import Path
-from typing import Any
 
 from harness.errors import KlharnessError
 from harness.paths import REPO_DIR
 from harness.results.invocation import Invocation
+from harness.results.schema import RunRecord, TestEntry
 
 # What pytest's -k lexer takes as one identifier (_pytest/mark/expression.py).
 _K_IDENT = re.compile(r"(?:\w|:|\+|-|\.|\[|\]|\\|/)+")
@@ -38,14 +38,14 @@ def cell_name(nodeid: str) -> str:
     return nodeid.rsplit("::", 1)[-1]
 
 
-def reproduce_command(record: dict[str, Any], test: dict[str, Any]) -> str:
+def reproduce_command(record: RunRecord, test: TestEntry) -> str:
     """The shell line that runs ``test`` of ``record`` alone, with the run's config, profile and URI."""
     try:
         inv = Invocation.from_record(record, "record")
     except KlharnessError:
-        inv = Invocation(config=str(record.get("config", "CONFIG")))
-    profile = inv.profile or str(record.get("profile") or "")
-    nodeid = str(test.get("nodeid", ""))
+        inv = Invocation(config="CONFIG" if record.config is None else record.config)
+    profile = inv.profile or record.profile or ""
+    nodeid = test.nodeid
     name = cell_name(nodeid)
     options = ["--profile", profile] if profile else []
     if inv.uri:

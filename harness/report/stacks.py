@@ -12,10 +12,10 @@ cannot read it).  A run record fills the observed column of its own profile, per
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from harness.config.model import LIFECYCLE_EVENTS
 from harness.plan.profiles import Profile
+from harness.results.schema import RunRecord
 
 STACKS = ("emulated", "emulated-random", "qemu-kl", "kvm-kl-rfc")
 
@@ -31,14 +31,14 @@ class Observed:
     passed: bool
 
 
-def observed(record: dict[str, Any]) -> list[Observed]:
+def observed(record: RunRecord) -> list[Observed]:
     """The lifecycle results of a run record."""
     out = []
-    for t in record.get("tests", []):
-        if not t.get("event"):
+    for t in record.tests:
+        if not t.event:
             continue
-        obs = t.get("observation") or {}
-        if t.get("outcome") == "skipped":
+        obs = t.observation or {}
+        if t.outcome == "skipped":
             handle = "skipped"
         elif "refused" in obs:
             handle = "refused"
@@ -46,8 +46,7 @@ def observed(record: dict[str, Any]) -> list[Observed]:
             handle = "valid" if obs["handle_valid"] else "invalid"
         else:
             handle = "error"
-        out.append(Observed(str(record.get("profile")), str(t["guest"]), str(t["event"]), handle,
-                            t.get("outcome") == "passed"))
+        out.append(Observed(str(record.profile), t.guest, t.event, handle, t.outcome == "passed"))
     return out
 
 
@@ -61,7 +60,7 @@ def _cell(p: Profile | None, event: str) -> str:
     return text
 
 
-def table(profiles: dict[str, Profile], runs: list[dict[str, Any]]) -> list[list[str]]:
+def table(profiles: dict[str, Profile], runs: list[RunRecord]) -> list[list[str]]:
     """Rows: event, then per stack its expectation and what the given runs saw (guest=handle, ✗ if it failed)."""
     seen = [o for r in runs for o in observed(r)]
     rows = [["event", *(f"{s} (profile)" for s in STACKS), "observed"]]
@@ -91,7 +90,7 @@ def sources(profiles: dict[str, Profile]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def for_record(record: dict[str, Any]) -> list[list[str]] | None:
+def for_record(record: RunRecord) -> list[list[str]] | None:
     """The table with this run's lifecycle results, or None when the run had no lifecycle tests."""
     if not observed(record):
         return None

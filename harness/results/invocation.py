@@ -12,6 +12,7 @@ profile are read from the record's header, other options were not kept.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -19,18 +20,8 @@ from typing import Any
 from harness.errors import ConfigError
 from harness.paths import REPO_DIR, profile_path
 from harness.redact import MASK, redact_uri
-
-
-@dataclass(frozen=True)
-class RerunOf:
-    """The run a rerun repeats."""
-
-    run_id: str
-    record: str  # where its record was read from
-    failed_only: bool  # only its failed and errored cells
-
-    def to_record(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "record": self.record, "failed_only": self.failed_only}
+from harness.results.schema import RerunOf as RerunOf  # the record's rerun_of, written by the plugin through here
+from harness.results.schema import RunRecord
 
 
 @dataclass(frozen=True)
@@ -69,12 +60,12 @@ class Invocation:
         return out
 
     @classmethod
-    def from_record(cls, record: dict[str, Any], where: str) -> Invocation:
+    def from_record(cls, record: RunRecord, where: str) -> Invocation:
         """The invocation of a loaded record (``where``: the record's path, for error messages)."""
-        raw = record.get("invocation")
+        raw: object = record.invocation
         if raw is None:
             return _from_header(record, where)
-        if not isinstance(raw, dict):
+        if not isinstance(raw, Mapping):
             raise ConfigError(f"{where}: invocation: expected an object, got {type(raw).__name__} "
                               "(was the record edited? rerun it with klharness run CONFIG --profile P)")
         values: dict[str, Any] = {}
@@ -102,10 +93,10 @@ def _field(value: Any, name: str, declared: str, where: str) -> Any:
                       "(was the record edited? rerun it with klharness run CONFIG --profile P)")
 
 
-def _from_header(record: dict[str, Any], where: str) -> Invocation:
+def _from_header(record: RunRecord, where: str) -> Invocation:
     """An older record: the config and profile of its header, the config's own URI and options."""
-    config = record.get("config")
-    if not isinstance(config, str) or not config:
+    config = record.config
+    if not config:
         raise ConfigError(f"{where}: the record names no config (neither invocation.config nor config): "
                           "run it again with klharness run CONFIG --profile P")
     path = Path(config)
@@ -114,12 +105,12 @@ def _from_header(record: dict[str, Any], where: str) -> Invocation:
     return Invocation(config=str(path), profile=_profile_of(record), rootdir=str(REPO_DIR))
 
 
-def _profile_of(record: dict[str, Any]) -> str | None:
+def _profile_of(record: RunRecord) -> str | None:
     """The profile as a name when it came from configs/profiles/, else its file (a private copy)."""
-    name, source = record.get("profile"), record.get("profile_source")
-    if not isinstance(name, str) or not name:
+    name, source = record.profile, record.profile_source
+    if not name:
         return None
-    if not isinstance(source, str) or not source:
+    if not source:
         return name
     path = Path(source) if Path(source).is_absolute() else REPO_DIR / source
     return name if path == profile_path(name) else source

@@ -4,6 +4,9 @@ Why incremental and atomic: a run killed with SIGKILL must leave a readable
 record of everything it finished.  Each update writes a temporary file in
 the same directory, fsyncs it and renames it over the record, so a reader
 sees the old or the new record, never half of one.
+
+What a record holds, and how it is read back, is harness.results.schema:
+:func:`load_record` returns a typed :class:`RunRecord`; the recorder builds the dict.
 """
 
 from __future__ import annotations
@@ -20,11 +23,7 @@ from typing import Any
 
 from harness.errors import HostError
 from harness.results.schema import FAILING as FAILING  # re-exported: the record's vocabulary is the schema's
-from harness.results.schema import SCHEMA, SCHEMA_VERSION
-
-
-def failing(test: dict[str, Any]) -> bool:
-    return test.get("outcome") in FAILING
+from harness.results.schema import SCHEMA, SCHEMA_VERSION, RunRecord
 
 
 def new_run_id() -> str:
@@ -112,8 +111,8 @@ class RunRecorder:
         write_atomic(self.path, json.dumps(self._data, indent=1, sort_keys=False, default=str).encode())
 
 
-def load_record(path: Path) -> dict[str, Any]:
-    """Read a run record (a file or a run directory)."""
+def load_record(path: Path) -> RunRecord:
+    """Read a run record (a file or a run directory), checked against the schema (harness.results.schema)."""
     if path.is_dir():
         path = path / "record.json"
     try:
@@ -122,6 +121,4 @@ def load_record(path: Path) -> dict[str, Any]:
         raise HostError(f"{path}: no run record here") from None
     except json.JSONDecodeError as err:
         raise HostError(f"{path}: not a readable run record: {err}") from err
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise HostError(f"{path}: not a klharness run record (schema {SCHEMA!r} expected)")
-    return data
+    return RunRecord.from_json(data, source=path)

@@ -12,25 +12,23 @@ import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from harness.errors import ConfigError
 from harness.paths import REPO_DIR
-from harness.results.invocation import Invocation, RerunOf
-from harness.results.record import failing
+from harness.results.invocation import Invocation
+from harness.results.schema import RerunOf, RunRecord, failing
 
 
-def failed_cells(record: dict[str, Any]) -> list[str]:
+def failed_cells(record: RunRecord) -> list[str]:
     """Node ids of the record's failed and errored tests, in the order they ran."""
     out: list[str] = []
-    for t in record.get("tests", []):
-        nodeid = t.get("nodeid")
-        if failing(t) and isinstance(nodeid, str) and nodeid not in out:
-            out.append(nodeid)
+    for t in record.tests:
+        if failing(t) and t.nodeid not in out:
+            out.append(t.nodeid)
     return out
 
 
-def rerun_invocation(record: dict[str, Any], run_dir: Path, *, failed_only: bool, uri: str | None = None,
+def rerun_invocation(record: RunRecord, run_dir: Path, *, failed_only: bool, uri: str | None = None,
                      results: Path | None = None, argv: Sequence[str] = ()) -> Invocation | None:
     """The invocation that repeats ``record`` (all of it, or its failing cells); None: nothing failed."""
     where = str(run_dir / "record.json")
@@ -47,4 +45,4 @@ def rerun_invocation(record: dict[str, Any], run_dir: Path, *, failed_only: bool
         tests, keyword = tuple(str(root / nodeid) for nodeid in cells), None
     return replace(old, uri=uri if uri is not None else old.uri, results=str((results or run_dir.parent).resolve()),
                    tests=tests, keyword=keyword, argv=tuple(argv), cwd=os.getcwd(),
-                   rerun_of=RerunOf(str(record.get("run_id", "?")), where, failed_only))
+                   rerun_of=RerunOf(record.run_id, where, failed_only))
