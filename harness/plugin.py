@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from harness.plan.matrix import GuestPlan, lifecycle_events
 from harness.plan.profiles import Profile, check_config, load_profile
 from harness.progress.events import NULL_PROGRESS, CellDone, GuestPhase, Planned, RunDone
 from harness.results.invocation import Invocation
+from harness.results.schema import TestEntry
 from harness.run.session import KlSession
 
 SESSION_KEY = pytest.StashKey[KlSession]()
@@ -276,33 +278,47 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if guest and report.failed:
         kls.pool.mark_failed(guest)
     if done and callspec is not None and guest is not None:
-        entry: dict[str, Any] = {
-            "nodeid": item.nodeid,
-            "test": item.originalname if isinstance(item, pytest.Function) else item.name,
-            "guest": guest,
-            "check": callspec.params.get("kl_check"),
-            "event": callspec.params.get("kl_event"),
-            "outcome": "error" if report.when == "setup" and report.failed else report.outcome,
-            "duration": round(report.duration, 4),
-            "finished": time.time(),
-        }
-        if report.skipped and isinstance(report.longrepr, tuple):
-            entry["reason"] = str(report.longrepr[2]).removeprefix("Skipped: ")
-        elif report.failed:
-            verdict = item.stash.get(DETAILS_KEY, {}).get("verdict")
-            # The judged verdict when the test recorded one; otherwise (a broken harness, an assertion of
-            # the test's own) the first line of what pytest reports.
-            entry["reason"] = "; ".join(verdict["reasons"]) if verdict and verdict.get("reasons") \
-                else _short_reason(report)
-            if call.excinfo is not None and isinstance(call.excinfo.value, INFRASTRUCTURE_ERRORS):
-                # The harness or host broke, not the stack under test: say so, apart from verdicts.
-                entry["infrastructure"] = type(call.excinfo.value).__name__
-        details: dict[str, Any] = item.stash.get(DETAILS_KEY, {})
-        entry.update(details)
-        kls.recorder.add_test(entry)
-        kls.progress.emit(CellDone(_progress_line(callspec.params) or guest, entry["outcome"],
-                                   str(entry["check"] or entry["event"] or entry["test"]), entry.get("reason", "")))
+        entry = _test_entry(item, report, call, guest, callspec.params)
+        kls.recorder.add_test(entry.to_json())
+        kls.progress.emit(CellDone(_progress_line(callspec.params) or guest, entry.outcome,
+                                   str(entry.check or entry.event or entry.test), entry.reason or ""))
     return report
+
+
+def _test_entry(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[None], guest: str,
+                params: dict[str, object]) -> TestEntry:
+    """The record entry of one finished cell, typed: its place in the matrix, its outcome and its reason, and
+    what the test added with ``kl_record`` (observation, expectation, source, provenance, verdict, …).
+
+    The reason of a failed cell is the judged verdict's when the test recorded one; otherwise (a broken
+    harness, an assertion of the test's own) the first line of what pytest reports.  Details of the wrong
+    kind (a test putting a list where the schema wants a string) are not written as they are: the entry
+    keeps the outcome and says which field was wrong, so the run's record stays readable.
+    """
+    details: dict[str, Any] = item.stash.get(DETAILS_KEY, {})
+    check, event = params.get("kl_check"), params.get("kl_event")
+    base = TestEntry(
+        nodeid=item.nodeid, test=item.originalname if isinstance(item, pytest.Function) else item.name,
+        guest=guest, check=check if isinstance(check, str) else None, event=event if isinstance(event, str) else None,
+        outcome="error" if report.when == "setup" and report.failed else report.outcome,
+        duration=round(report.duration, 4), finished=time.time())
+    reason: str | None = None
+    infrastructure: str | None = None
+    if report.skipped and isinstance(report.longrepr, tuple):
+        reason = str(report.longrepr[2]).removeprefix("Skipped: ")
+    elif report.failed:
+        verdict = details.get("verdict")
+        reasons = verdict.get("reasons") if isinstance(verdict, dict) else None
+        reason = "; ".join(map(str, reasons)) if reasons else _short_reason(report)
+        if call.excinfo is not None and isinstance(call.excinfo.value, INFRASTRUCTURE_ERRORS):
+            # The harness or host broke, not the stack under test: say so, apart from verdicts.
+            infrastructure = type(call.excinfo.value).__name__
+    fields = {**base.to_json(), **({"reason": reason} if reason is not None else {}),
+              **({"infrastructure": infrastructure} if infrastructure else {}), **details}
+    try:
+        return TestEntry.from_json(fields, source=f"{item.nodeid}: kl_record")
+    except HostError as err:
+        return replace(base, reason=f"{reason + '; ' if reason else ''}{err}", infrastructure="RecordError")
 
 
 def _short_reason(report: pytest.TestReport) -> str:

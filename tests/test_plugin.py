@@ -119,3 +119,18 @@ def test_the_record_keeps_the_judged_verdict_not_the_failure_text(pytester: pyte
     assert tests["test_judged"].verdict == Verdict(False, ("ZF=1, expected 0", "XMM0 differs"))
     assert tests["test_plain"].verdict is None
     assert (tests["test_plain"].reason or "").startswith("AssertionError: an assertion of the test's own")
+
+
+def test_a_detail_of_the_wrong_kind_is_named_and_the_cell_keeps_its_outcome(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_kinds="""
+def test_bad_source(kl_guest, kl_record):
+    kl_record.update(source=["KEYLOCKER.md", "§3"], observation={"zf": 0})
+""")
+    cfg = pytester.makefile(".yaml", matrix=KL_ONLY)
+    result = pytester.runpytest(f"--kl-config={cfg}", f"--kl-results={pytester.path / 'res'}", "--kl-run-id=k1",
+                                "-p", "no:cacheprovider")
+    (entry,) = [t for t in load_record(pytester.path / "res" / "k1").tests if t.test == "test_bad_source"]
+    assert entry.outcome == "passed" and entry.infrastructure == "RecordError"
+    assert "test_bad_source[kl-a]: kl_record: source: expected a string, got a list" in (entry.reason or "")
+    assert entry.source is None and entry.observation is None  # not written as they were
+    assert result.ret == 0

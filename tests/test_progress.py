@@ -363,7 +363,9 @@ def test_the_plugin_tells_the_display_each_guest_line_and_blanks_pytests_letters
     assert any(ln.endswith(f"run p1: {len(tests)} tests on 3 guests") for ln in lines), lines
     assert any("kl-a: done in" in ln and f": {pooled} skipped ·" in ln for ln in lines), lines
     assert any("kl-a-vcpu-hotplug: done in" in ln and ": 1 skipped ·" in ln for ln in lines), lines
-    assert lines[-1].endswith(f"run p1 complete: {len(tests)}/{len(tests)} tests: {len(tests)} skipped · 0s"), lines
+    # The elapsed time is whatever this host took (a loaded host needs more than a second): its form only.
+    n = len(tests)
+    assert re.search(rf"run p1 complete: {n}/{n} tests: {n} skipped · (\d+m)?\d+s$", lines[-1]), lines
     assert "sss" not in result.stdout.str()  # no letters drawn through the display
     assert result.ret == 0
 
