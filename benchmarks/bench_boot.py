@@ -68,7 +68,7 @@ def qemu_argv(art: ImageArtifact, args: argparse.Namespace, port: int, console: 
         cmdline += " " + args.append
     argv = [
         args.qemu, "-accel", args.accel, "-M", args.machine, "-cpu", args.cpu, "-m", str(args.memory),
-        "-smp", "1", "-nodefaults", "-no-user-config", "-display", "none",
+        "-smp", str(args.vcpus), "-nodefaults", "-no-user-config", "-display", "none",
         "-serial", f"file:{console}",
         "-kernel", str(art.kernel_bzimage if args.bzimage else art.kernel), "-initrd", str(art.initrd),
         "-append", cmdline,
@@ -161,6 +161,7 @@ def main() -> int:
     ap.add_argument("--accel", choices=("tcg", "kvm"), default="tcg",
                     help="accelerator (kvm only where klharness host-check says KVM is usable)")
     ap.add_argument("--memory", type=int, default=512, help="MiB")
+    ap.add_argument("--vcpus", type=int, default=1, help="vCPUs (the CI matrix's kl-full guest has 2)")
     ap.add_argument("--net", choices=("static", "dhcp"), default="static")
     ap.add_argument("--rng", action=argparse.BooleanOptionalAction, default=True, help="virtio-rng device")
     ap.add_argument("--bzimage", action="store_true", help="boot the compressed bzImage instead of vmlinux")

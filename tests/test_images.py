@@ -253,7 +253,7 @@ def test_unknown_package_says_to_update_the_index() -> None:
         pytest.skip("apt-cache not installed")
     with pytest.raises(ImageError, match=r"package 'linux-image-klh-nonexistent' is not in the apt index; run "
                                          r"`apt-get update`"):
-        images.build_image("mini", options={"kernel_package": "linux-image-klh-nonexistent"})
+        images.build_image("mini", options={"kernel": "debian", "kernel_package": "linux-image-klh-nonexistent"})
 
 
 def test_cli_image_build_rejects_unknown_name_as_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -458,12 +458,13 @@ class Guest:
             time.sleep(0.2)
 
 
-@pytest.fixture(scope="module")
-def mini() -> ImageArtifact:
+@pytest.fixture(scope="module", params=["klh", "debian"])
+def mini(request: pytest.FixtureRequest) -> ImageArtifact:
+    """Both kernels of the mini image: our own build (the default) and Debian's package."""
     for tool in ("qemu-system-x86_64", "apt-get", "busybox", "dropbear"):
         if shutil.which(tool) is None and not Path("/usr/sbin", tool).exists():
             pytest.fail(f"{tool} is missing: run scripts/setup-host")
-    return images.build_image("mini")
+    return images.build_image("mini", options={"kernel": request.param})
 
 
 @pytest.fixture
@@ -514,6 +515,9 @@ def test_mini_pins_host_key_installs_fwcfg_key_runs_static_binary_and_powers_off
         fwcfg = proc.run([*ssh, f"cat /sys/firmware/qemu_fw_cfg/by_name/{FWCFG_AUTHORIZED_KEY}/raw"],
                          timeout=30, check=False)
         assert fwcfg.stdout.strip() == (tmp_path / "id.pub").read_text().strip()
+        release = proc.run([*ssh, "uname -r"], timeout=30, check=False).stdout.strip()
+        assert release == mini.kernel_version  # the kernel the image says it boots is the one that runs
+        assert mini.kernel_origin.startswith("klharness: " if release.endswith("-klh") else "Debian: ")
         g.monitor_command("system_powerdown")  # what `virsh shutdown` does
         assert g.qemu.proc is not None
         assert g.qemu.proc.wait(timeout=30) == 0

@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 
 from harness import proc
+from harness.errors import GuestError
 from harness.guest import klhelper
+from harness.guest.ssh import RemoteResult
 
 MAIN = klhelper.SOURCE_DIR / "klhelper_main.c"
 INSN = klhelper.SOURCE_DIR / "klhelper_insn.c"
@@ -168,3 +170,26 @@ def test_timings_read_the_backup_and_every_restore_from_status() -> None:
 def test_the_source_archive_is_the_same_bytes_every_time() -> None:
     # It keys the cache of the module built on the host: a timestamp in it rebuilt the module per boot.
     assert klhelper.source_archive() == klhelper.source_archive()
+
+
+class NoDebugfs:
+    """A guest whose kernel has no debugfs: `uname -r` answers, the mount fails as mount(8) does."""
+
+    def run(self, argv: Any, *, timeout: float | None = None, stdin: bytes | None = None, check: bool = False) -> Any:
+        command = argv if isinstance(argv, str) else " ".join(argv)
+        if command.startswith("uname"):
+            return RemoteResult(command, 0, b"6.1.192-tiny\n", b"", 0.01)
+        if "mount -t debugfs" in command:
+            return RemoteResult(command, 32, b"mount: mounting none on /sys/kernel/debug failed: No such device\n",
+                                b"", 0.01)
+        raise AssertionError(f"nothing else may run once the mount failed: {command}")
+
+    def upload(self, data: bytes, remote_path: str, *, mode: int = 0o755) -> None:
+        raise AssertionError("no upload expected")
+
+
+def test_a_guest_kernel_without_debugfs_is_named_before_insmod() -> None:
+    with pytest.raises(GuestError, match=r"guest kernel 6.1.192-tiny cannot mount it \(mount: mounting none on "
+                                         r"/sys/kernel/debug failed: No such device\): boot a kernel built with "
+                                         r"CONFIG_DEBUG_FS"):
+        klhelper.load(NoDebugfs())

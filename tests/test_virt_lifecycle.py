@@ -122,7 +122,7 @@ def test_acpi_reboot_is_a_new_boot(real_conn: Any, mini_image: ImageArtifact, ru
 def test_vcpu_hotplug_is_add_only(real_conn: Any, run_guests: RunGuests, ssh_key: SshKey) -> None:
     # A 6.1 guest kernel: 6.12 ("CPU topo: ... plus 0 hotplug CPUs") ignores the disabled MADT
     # entries QEMU 7.2 lists for hot-pluggable vCPUs, so the CPU never appears in the guest.
-    image = obtain_mini_image({"kernel_package": bookworm_kernel_package()})
+    image = obtain_mini_image({"kernel": "debian", "kernel_package": bookworm_kernel_package()})
     g = start(real_conn, image, run_guests, ssh_key, name="hotplug", vcpus=1, max_vcpus=2)
     assert lifecycle.vcpu_count(g) == 1
     lifecycle.add_vcpus(g, 2)

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from harness.errors import BuildError
+from harness.errors import BuildError, GuestError
 from harness.images.artifact import ImageArtifact
 from harness.paths import PACKAGE_DIR
 from harness.timeouts import active as active_timeouts
@@ -118,7 +118,12 @@ def load(remote: Remote, *, params: tuple[str, ...] = (), remote_dir: str = REMO
     limits = active_timeouts()
     release = remote.run(["uname", "-r"], timeout=limits.exec, check=True).text().strip()
     # The interface is in debugfs, which minimal images do not mount.
-    remote.run("mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug", timeout=limits.exec)
+    mounted = remote.run("mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug 2>&1",
+                         timeout=limits.exec)
+    if not mounted.ok:
+        raise GuestError(f"klhelper's interface is in debugfs, and the guest kernel {release} cannot mount it "
+                         f"({mounted.text().strip() or mounted.describe()}): boot a kernel built with CONFIG_DEBUG_FS "
+                         "(the mini image's own kernel, guest_images/kernel/klh.config, has it)")
     res = remote.run(["insmod", f"{remote_dir}/klhelper.ko", *params], timeout=timeout or limits.helper_load)
     log = remote.run("dmesg 2>&1 | grep 'klhelper: ' || true", timeout=limits.exec)
     lines = tuple(m.group(0).strip() for m in (_LOG_LINE.search(ln) for ln in log.text().splitlines()) if m)

@@ -30,6 +30,8 @@ class ImageArtifact:
     ``kernel_bzimage`` is the same kernel as a bzImage, needed for
     suspend-to-RAM (the PVH path never resumes from S3).  ``ready_marker`` is
     the console line printed once sshd listens (``None``: the image prints none).
+    ``kernel_origin`` says whose kernel it is (Debian's package, or klharness's own config of
+    Debian's source); ``kernel_build`` is where out-of-tree modules (``klhelper``) build against it.
     """
 
     name: str
@@ -45,6 +47,8 @@ class ImageArtifact:
     ssh_user: str = "root"
     ready_marker: str | None = None
     kernel_version: str = ""
+    kernel_origin: str = ""  # what the kernel was built from (the run records it per guest)
+    kernel_build: Path | None = None  # a module build tree of this kernel (ours); None: its headers packages
     features: frozenset[str] = field(default_factory=frozenset)  # e.g. {"fwcfg", "acpi-button", "s3"}
     build_seconds: float = 0.0
     size_bytes: int = 0

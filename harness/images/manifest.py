@@ -24,7 +24,7 @@ from harness.images.artifact import ImageArtifact
 MANIFEST = "manifest.json"
 FORMAT = 1
 # Artifact fields that name files inside the image directory.
-PATH_FIELDS = ("kernel", "kernel_bzimage", "initrd", "disk", "seed_iso")
+PATH_FIELDS = ("kernel", "kernel_bzimage", "initrd", "disk", "seed_iso", "kernel_build")
 
 
 def sha256_file(path: Path) -> str:

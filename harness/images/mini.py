@@ -14,13 +14,14 @@ pinned through ``ImageArtifact.host_key``.
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
 
 from harness import proc
 from harness.errors import CommandError, ImageError
-from harness.images import debs, initramfs, kernel
+from harness.images import debs, initramfs, kernel, ownkernel
 from harness.images.artifact import READY_MARKER
 from harness.images.cpio import Archive
 from harness.images.manifest import sha256_file
@@ -50,10 +51,14 @@ DEFAULT_MODULES = "virtio_pci,virtio_net,virtio_rng,qemu_fw_cfg,button,evdev"
 #   self-tests, the KDF/jitterentropy self-tests and BPF/trace registrations nothing here uses.
 #   Key Locker is exercised from user space (instructions, or the emulator), not through the
 #   kernel crypto API.  Measured with benchmarks/bench_boot.py; see guest_images/README.md.
+# pci=noacpi: PCI interrupts routed from the BIOS's $PIR table, not by ACPI's PCI link devices,
+#   whose AML (evaluated once per virtio device, ~0.4 s each under TCG) made virtio-pci's probe
+#   the slowest step of the boot: -0.3 s to the SSH greeting with either kernel (docs/performance.md).
+#   ACPI itself stays on: the power button, S3 and CPU hot-plug are ACPI.
 BOOT_BLACKLIST = ("crypto_kdf108_init", "jent_mod_init", "bpf_tcp_ca_kfunc_init", "bpf_dummy_struct_ops_init",
                   "trace_eval_init")
 DEFAULT_CMDLINE = ("console=ttyS0 panic=0 random.trust_cpu=on i8042.noaux i8042.nomux i8042.nopnp "
-                   f"i8042.dumbkbd cryptomgr.notests initcall_blacklist={','.join(BOOT_BLACKLIST)}")
+                   f"i8042.dumbkbd cryptomgr.notests initcall_blacklist={','.join(BOOT_BLACKLIST)} pci=noacpi")
 
 # What the guest side needs from the kernel config ("ym": built in or a module).
 KERNEL_REQUIREMENTS = {
@@ -77,7 +82,11 @@ class MiniRecipe(Recipe):
     sources = ("harness/images/mini.py", "harness/images/cpio.py", "harness/images/kernel.py",
                "harness/images/initramfs.py", "harness/images/debs.py", "guest_images/common/*")
     options: ClassVar[Mapping[str, Option]] = {
-        "kernel_package": Option("Debian kernel image package (default: the one linux-image-FLAVOUR installs)"),
+        "kernel": Option("whose kernel: klh (ours: Debian's source, guest_images/kernel/klh.config; boots "
+                         "fastest) or debian (the distribution's package, for cells about its own build)", "klh"),
+        "kernel_source": Option("kernel: klh: the Debian source package", ownkernel.DEFAULT_SOURCE),
+        "kernel_package": Option("kernel: debian: the kernel image package "
+                                 "(default: the one linux-image-FLAVOUR installs)"),
         "flavour": Option("kernel flavour searched when kernel_package is not set", "cloud-amd64"),
         "modules": Option("comma-separated kernel modules loaded at boot, dependencies added", DEFAULT_MODULES),
         "cmdline": Option("kernel command line recorded in the artifact", DEFAULT_CMDLINE),
@@ -85,7 +94,13 @@ class MiniRecipe(Recipe):
 
     def plan(self, options: Mapping[str, str]) -> Plan:
         opts = self.check_options(options)
-        package = debs.resolve(opts.get("kernel_package") or debs.default_kernel(opts["flavour"]))
+        if opts["kernel"] not in KERNELS:
+            raise ImageError(f"image {self.name}: option kernel={opts['kernel']!r}: expected one of "
+                             f"{', '.join(KERNELS)} (klh: our small config of Debian's source; debian: its package)")
+        if opts["kernel"] == "klh" and "kernel_package" in opts:
+            raise ImageError(f"image {self.name}: option kernel_package={opts['kernel_package']} picks a Debian "
+                             "kernel package, but kernel is klh (our own build): add kernel=debian to boot the "
+                             "package, or drop kernel_package")
         host_files = [BUSYBOX, DROPBEAR, *initramfs.shared_libraries(DROPBEAR)]
         for path in (*host_files, DROPBEARKEY):
             if not path.is_file():
@@ -93,17 +108,40 @@ class MiniRecipe(Recipe):
                                  "(packages busybox-static, dropbear-bin)")
         inputs = {
             "sources": self.source_hashes(),
-            "kernel_package": f"{package.name}={package.version} sha256:{package.sha256}",
             "host_files": {str(p): sha256_file(p) for p in host_files},
             "modules": sorted(module_list(opts["modules"])),
             "cmdline": opts["cmdline"],
         }
-        return Plan(self.name, opts, inputs, {"package": package})
+        private: dict[str, object] = {}
+        if opts["kernel"] == "klh":
+            kplan = ownkernel.plan_kernel(opts["kernel_source"])
+            inputs["kernel_build"] = kplan.key
+            private["kernel_plan"] = kplan
+        else:
+            package = debs.resolve(opts.get("kernel_package") or debs.default_kernel(opts["flavour"]))
+            inputs["kernel_package"] = f"{package.name}={package.version} sha256:{package.sha256}"
+            private["package"] = package
+        return Plan(self.name, opts, inputs, private)
 
     def build(self, plan: Plan, out: Path, work: Path) -> BuildResult:
-        package: debs.Package = plan.private["package"]
-        deb = debs.fetch(package)
-        tree, compression = kernel.prepare_boot_kernel(deb, work / "kernel", out, KERNEL_REQUIREMENTS)
+        kernel_info: dict[str, object]
+        notes: dict[str, object]
+        if "kernel_plan" in plan.private:
+            own = ownkernel.obtain_kernel(plan.private["kernel_plan"])
+            tree = own.tree
+            kernel.check_config(kernel.read_config(tree.config), KERNEL_REQUIREMENTS, source=tree.config)
+            shutil.copyfile(own.vmlinux, out / "vmlinux")
+            shutil.copyfile(tree.bzimage, out / "bzImage")
+            kernel_info = {"kernel_origin": f"klharness: {own.source}", "kernel_build": str(own.build)}
+            notes = {"kernel": own.release, "kernel_dir": str(own.directory)}
+            external: tuple[Path, ...] = (own.build / "Module.symvers",)
+        else:
+            package: debs.Package = plan.private["package"]
+            deb = debs.fetch(package)
+            tree, compression = kernel.prepare_boot_kernel(deb, work / "kernel", out, KERNEL_REQUIREMENTS)
+            kernel_info = {"kernel_origin": f"Debian: {package.name} {package.version}"}
+            notes = {"kernel_compression": compression, "deb": deb.name}
+            external = ()
 
         archive = Archive()
         initramfs.add_base_layout(archive)
@@ -123,10 +161,15 @@ class MiniRecipe(Recipe):
                 "ssh_user": "root",
                 "ready_marker": READY_MARKER,
                 "features": sorted({"fwcfg", "acpi-button", "net-static", "pvh", "s3-bzimage"}),
+                **kernel_info,
             },
             kernel_version=tree.version,
-            notes={"kernel_compression": compression, "deb": deb.name},
+            external=external,
+            notes=notes,
         )
+
+
+KERNELS = ("klh", "debian")
 
 
 def module_list(text: str) -> list[str]:

@@ -48,14 +48,16 @@ def headers_packages(kernel_version: str) -> list[debs.Package]:
 
 
 def module_for(image: ImageArtifact, source: ModuleSource) -> Path:
-    """The ``.ko`` of ``source`` for ``image``'s kernel: cached, or built now against its headers."""
+    """The ``.ko`` of ``source`` for ``image``'s kernel: cached, or built now — against the kernel's own build
+    tree when it is ours (``kernel_build``), else against the distribution's headers packages."""
     if not image.kernel_version:
         raise ImageError(f"image {image.name} does not say which kernel it boots: the module must be built in the "
                          "guest against its own headers")
-    packages = headers_packages(image.kernel_version)
+    packages = [] if image.kernel_build else headers_packages(image.kernel_version)
     compiler = proc.run([cbuild.compiler(), "--version"], timeout=active_timeouts().tool).stdout.splitlines()[0]
+    against = [str(image.kernel_build)] if image.kernel_build else [str(p) for p in packages]
     key = hashlib.sha256(json.dumps({"module": source.name, "sources": hashlib.sha256(source.archive).hexdigest(),
-                                     "headers": [str(p) for p in packages], "compiler": compiler},
+                                     "headers": against, "compiler": compiler},
                                     sort_keys=True).encode()).hexdigest()
     root = cache_dir() / "modules"
     root.mkdir(parents=True, exist_ok=True)
@@ -63,22 +65,27 @@ def module_for(image: ImageArtifact, source: ModuleSource) -> Path:
     ko = final / f"{source.name}.ko"
     with entry_lock(final):
         if not ko.is_file():
-            _build(source, image.kernel_version, packages, final)
+            _build(source, image.kernel_version, packages, final, kdir=image.kernel_build)
         _check_vermagic(ko, image.kernel_version)
     return ko
 
 
-def _build(source: ModuleSource, kernel_version: str, packages: list[debs.Package], final: Path) -> None:
+def _build(source: ModuleSource, kernel_version: str, packages: list[debs.Package], final: Path, *,
+           kdir: Path | None) -> None:
     import io
     import tarfile
 
     work = Path(tempfile.mkdtemp(prefix=f".build-{final.name}-", dir=final.parent))
     try:
-        tree = work / "headers"
-        for pkg in packages:
-            debs.extract(debs.fetch(pkg), tree)
-        kdir = tree / "usr" / "src" / f"linux-headers-{kernel_version}"
-        _relocate_makefile(kdir, tree)
+        if kdir is None:
+            tree = work / "headers"
+            for pkg in packages:
+                debs.extract(debs.fetch(pkg), tree)
+            kdir = tree / "usr" / "src" / f"linux-headers-{kernel_version}"
+            _relocate_makefile(kdir, tree)
+        elif not (kdir / "Module.symvers").is_file():
+            raise BuildError(f"{kdir}: not a kernel build tree (no Module.symvers); rebuild the image "
+                             "(klharness image build --force mini)")
         src = work / "src"
         src.mkdir()
         with tarfile.open(fileobj=io.BytesIO(source.archive), mode="r:gz") as tar:

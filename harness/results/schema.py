@@ -218,6 +218,7 @@ class GuestEntry(_Object):
     spec_key: str | None = field(default=None, metadata=_field(STRING))
     accel: str | None = field(default=None, metadata=_field(STRING))
     image: str | None = field(default=None, metadata=_field(STRING))  # the image's content key
+    kernel: str | None = field(default=None, metadata=_field(STRING))  # the kernel it booted: release (whose)
     timings: Mapping[str, float] | None = field(default=None, metadata=_field(NUMBERS))  # boot phases, seconds
     helper: str | None = field(default=None, metadata=_field(STRING))  # what loading klhelper did
     helper_timings: Mapping[str, Any] | None = field(default=None, metadata=_field(OBJECT))

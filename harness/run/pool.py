@@ -19,6 +19,7 @@ from typing import Any
 
 from harness.errors import KlharnessError
 from harness.guest.probeguest import ProbeGuest, ProbeRun, boot
+from harness.images.artifact import ImageArtifact
 from harness.plan.matrix import GuestPlan
 from harness.plan.profiles import Profile
 from harness.progress.events import GuestPhase, Progress
@@ -151,9 +152,16 @@ class GuestPool:
             self.artifacts.write(name, "domain.xml", pg.guest.live_xml())
         self.recorder.set_guest(name, plan=pg.plan.name, domain=pg.name, backend=pg.plan.backend, host=host,
                                 spec_key=pg.guest.meta.spec_key, accel=pg.guest.accel.accel,
-                                image=pg.image.key, timings=_rounded(pg.timings), helper=pg.helper,
-                                helper_timings=pg.helper_timings, vmm=pg.plan.vmm,
+                                image=pg.image.key, kernel=_kernel(pg.image), timings=_rounded(pg.timings),
+                                helper=pg.helper, helper_timings=pg.helper_timings, vmm=pg.plan.vmm,
                                 artifacts=str(self.artifacts.guest_dir(name)))
+
+
+def _kernel(image: ImageArtifact) -> str | None:
+    """Which kernel the guest booted, for the record: its release and whose it is."""
+    if not image.kernel_version:
+        return None  # a disk image's own kernel (cloud): whatever its boot loader picks
+    return f"{image.kernel_version} ({image.kernel_origin})" if image.kernel_origin else image.kernel_version
 
 
 def _rounded(t: dict[str, float]) -> dict[str, float]:
