@@ -38,6 +38,7 @@ from harness.plan.profiles import Profile, check_config, load_profile
 from harness.progress.events import NULL_PROGRESS, CellDone, GuestPhase, Planned, RunDone
 from harness.results.invocation import Invocation
 from harness.results.schema import TestEntry
+from harness.run.pool import FreshGuest
 from harness.run.session import KlSession
 
 SESSION_KEY = pytest.StashKey[KlSession]()
@@ -162,7 +163,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Boot the pooled guests the collected tests need, in the background, in collection order."""
+    """Boot the pooled guests the collected tests need, in the background, in collection order; and plan the
+    lifecycle cells' own guests, each booted while the cell before it runs."""
     if SESSION_KEY not in session.config.stash or session.config.option.collectonly:
         return
     kls = session.config.stash[SESSION_KEY]
@@ -176,14 +178,21 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if session.config.getoption("--kl-no-pool"):
         return
     needed: list[str] = []
+    fresh: list[FreshGuest] = []
     for item in session.items:
         callspec = getattr(item, "callspec", None)
-        if callspec is None or "kl_event" in callspec.params:
+        guest = callspec.params.get("kl_guest") if callspec is not None else None
+        if callspec is None or not isinstance(guest, str) or guest not in kls.plans:
             continue
-        guest = callspec.params.get("kl_guest")
-        if isinstance(guest, str) and guest in kls.plans and guest not in needed:
+        event = callspec.params.get("kl_event")
+        if "kl_fresh_guest" in getattr(item, "fixturenames", ()):
+            name = event if isinstance(event, str) else "fresh"
+            fresh.append(FreshGuest(guest, _fresh_suffix(name), persistent=name in NEEDS_PERSISTENT,
+                                    suspend=name in NEEDS_SUSPEND))
+        elif event is None and guest not in needed:
             needed.append(guest)
     kls.pool.prefetch(needed)
+    kls.pool.plan_fresh(fresh)  # queued behind the pooled boots, one cell ahead
 
 
 # -- fixtures -------------------------------------------------------------------------------------------

@@ -14,9 +14,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import libvirt
@@ -27,6 +29,7 @@ from harness.errors import VirtError
 from harness.paths import REPO_DIR
 from harness.plan.profiles import load_profile
 from harness.run import session as session_mod
+from harness.run.pool import FreshGuest
 from harness.run.session import KlSession
 
 AUTO = Config("auto.yaml", RunSettings(kl_backend="auto"), (GuestConfig(name="g", kl=KlConfig(enabled=True)),))
@@ -109,6 +112,72 @@ def test_a_failing_teardown_step_skips_nothing_and_is_recorded(monkeypatch: pyte
     assert record["teardown_errors"] == [
         "delete staged fw_cfg blobs on lab1: VirtError: deleting the volumes fw-klh-x-* failed: pool gone",
         "delete staged fw_cfg blobs on lab2: VirtError: deleting the volumes fw-klh-x-* failed: pool gone"]
+
+
+class FakeGuest:
+    """What the pool's release touches of a ProbeGuest: its name, its teardown and its timings."""
+
+    def __init__(self, name: str, *, gate: threading.Event, error: Exception | None = None) -> None:
+        self.guest = SimpleNamespace(spec=SimpleNamespace(name=name))
+        self.timings: dict[str, float] = {}
+        self.gate, self.error, self.torn_down = gate, error, False
+
+    def teardown(self, *, keep: bool) -> None:
+        assert self.gate.wait(10), "the test never opened the gate"
+        self.torn_down = True
+        if self.error is not None:
+            raise self.error
+
+
+def test_a_release_runs_beside_the_next_cell_and_the_teardown_waits_for_it_and_records_its_error() -> None:
+    s = new_session(host_kl_usable=lambda: False)
+    gate = threading.Event()
+    good = FakeGuest("g-reboot", gate=gate)
+    bad = FakeGuest("g-migrate", gate=gate, error=VirtError("destroying klh-x-g-migrate: timed out"))
+    s.pool.fresh_guests += [good, bad]  # type: ignore[list-item]
+    s.pool.release(good, failed=False)  # type: ignore[arg-type]
+    s.pool.release(bad, failed=True)  # type: ignore[arg-type]
+    assert not good.torn_down and not bad.torn_down  # both returned while their teardowns still wait
+    assert s.pool.fresh_guests == []  # released: the run's teardown owes them nothing more
+    gate.set()
+    s.close("complete")
+    assert good.torn_down and bad.torn_down
+    record = s.recorder.snapshot()
+    assert record["teardown_errors"] == ["wait for the guests' releases: KlharnessError: releasing guests failed: "
+                                         "g-migrate: destroying klh-x-g-migrate: timed out"]
+    # The keep policy (keep: failed, the default) still decides each: the failed cell's guest is kept.
+    assert record["guests"]["g-reboot"]["kept"] is False and record["guests"]["g-migrate"]["kept"] is True
+
+
+def test_each_lifecycle_guest_boots_while_the_cell_before_it_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = new_session(host_kl_usable=lambda: False)
+    gate = threading.Event()
+    gate.set()
+    booted: list[str] = []
+
+    def boot(name: str, suffix: str = "", **kw: bool) -> FakeGuest:
+        booted.append(f"{name}{suffix}" + ("/persistent" if kw.get("persistent") else ""))
+        return FakeGuest(f"{name}{suffix}", gate=gate)
+
+    monkeypatch.setattr(s.pool, "_boot", boot)
+    queue = [FreshGuest("g", "-reboot"), FreshGuest("g", "-managed-save", persistent=True), FreshGuest("g", "-migrate")]
+    s.pool.plan_fresh(queue)
+    first = s.pool.fresh("g", "-reboot")
+    assert first.guest.spec.name == "g-reboot"
+    deadline = time.monotonic() + 5
+    while len(booted) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert booted == ["g-reboot", "g-managed-save/persistent"]  # the next one booted ahead, no further
+    s.pool.release(first, failed=False)  # type: ignore[arg-type]
+    # A cell asking for a guest other than the one booted ahead (a -k selection) gets one booted now,
+    # and the guest booted ahead for the cell that never ran is released at the end.
+    other = s.pool.fresh("g", "-suspend", suspend=True)
+    assert other.guest.spec.name == "g-suspend" and "g-suspend" in booted
+    s.pool.release(other, failed=False)  # type: ignore[arg-type]
+    s.close("complete")
+    record = s.recorder.snapshot()
+    assert {"g-reboot", "g-suspend", "g-managed-save"} <= set(record["guests"]), record["guests"]
+    assert "teardown_errors" not in record
 
 
 # -- for real --------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
-import functools
 import json
 import threading
 from collections.abc import Callable
@@ -27,6 +26,16 @@ from harness.results.record import RunRecorder
 from harness.run.artifacts import Artifacts
 from harness.run.hosts import RunHosts
 from harness.run.images import RunImages
+
+
+@dataclass(frozen=True)
+class FreshGuest:
+    """One destructive cell's own guest, as the cell will ask for it (:meth:`GuestPool.fresh`)."""
+
+    guest: str
+    suffix: str
+    persistent: bool = False
+    suspend: bool = False
 
 
 @dataclass
@@ -55,6 +64,14 @@ class GuestPool:
         self.entries: dict[str, PoolEntry] = {name: PoolEntry() for name in plans}
         self.fresh_guests: list[ProbeGuest] = []
         self._executor = cf.ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="klh-boot")
+        # Releases run beside the tests: a guest's teardown (~1-2 s under TCG: QEMU's exit, undefine,
+        # files) is waiting, not work, and the next cell need not wait for it.
+        self._releaser = cf.ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="klh-release")
+        self._releases: list[tuple[str, cf.Future[None]]] = []
+        self._releases_lock = threading.Lock()
+        # Fresh guests booted one cell ahead: the next destructive cell's guest boots while this one runs.
+        self._fresh_queue: list[FreshGuest] = []
+        self._fresh_ahead: dict[FreshGuest, cf.Future[ProbeGuest]] = {}
 
     def skip_reason(self, guest: str) -> str | None:
         """Why a guest's KL cells cannot run under this profile (None when they can)."""
@@ -97,22 +114,67 @@ class GuestPool:
             assert entry.probe is not None
             return entry.probe
 
+    def plan_fresh(self, queue: list[FreshGuest]) -> None:
+        """The fresh guests the run's cells will ask for, in their order: each is booted while the cell
+        before it runs (one ahead, behind the pooled boots), so a lifecycle cell rarely waits for a boot."""
+        self._fresh_queue = list(queue)
+        self._boot_ahead()
+
     def fresh(self, name: str, suffix: str, *, persistent: bool = False, suspend: bool = False) -> ProbeGuest:
-        """A dedicated guest for a destructive test (torn down by :meth:`release`)."""
-        pg = self._boot(name, suffix=suffix, persistent=persistent, suspend=suspend)
+        """A dedicated guest for a destructive test (torn down by :meth:`release`): the one booted ahead
+        for it, or one booted now."""
+        future = self._fresh_ahead.pop(FreshGuest(name, suffix, persistent, suspend), None)
+        self._boot_ahead()  # the next cell's guest boots while this one runs
+        if future is not None:
+            pg = future.result()
+        else:
+            self._settle(f"{name}{suffix}")  # a guest of the same name (the naive mode's) must be gone first
+            pg = self._boot(name, suffix=suffix, persistent=persistent, suspend=suspend)
         self.fresh_guests.append(pg)
         return pg
 
+    def _boot_ahead(self) -> None:
+        while self._fresh_queue and not self._fresh_ahead:
+            key = self._fresh_queue.pop(0)
+            if self.skip_reason(key.guest) is None:
+                self._fresh_ahead[key] = self._executor.submit(self._boot, key.guest, suffix=key.suffix,
+                                                               persistent=key.persistent, suspend=key.suspend)
+
     def release(self, pg: ProbeGuest, *, failed: bool) -> None:
-        """Tear one guest down, or keep it (domain, disk, artifacts) as the keep policy says."""
+        """Tear one guest down, or keep it (domain, disk, artifacts) as the keep policy says — in the
+        background: the run's teardown waits for every release and records the ones that failed."""
+        with contextlib.suppress(ValueError):
+            self.fresh_guests.remove(pg)  # released: the run's teardown no longer owes it a release
+        future = self._releaser.submit(self._release, pg, failed=failed)
+        with self._releases_lock:
+            self._releases.append((pg.guest.spec.name, future))
+
+    def wait_for_releases(self) -> None:
+        """Wait for every release started so far; one error naming each guest whose teardown failed."""
+        with self._releases_lock:
+            pending, self._releases = self._releases, []
+        errors = []
+        for name, future in pending:
+            try:
+                future.result()
+            except Exception as err:  # each guest's failure is reported, none hides another
+                errors.append(f"{name}: {err}")
+        if errors:
+            raise KlharnessError("releasing guests failed: " + "; ".join(errors))
+
+    def _settle(self, guest: str) -> None:
+        """Wait until the releases of ``guest`` started so far have ended (their errors stay for the teardown)."""
+        with self._releases_lock:
+            pending = [f for name, f in self._releases if name == guest]
+        cf.wait(pending)
+
+    def _release(self, pg: ProbeGuest, *, failed: bool) -> None:
         keep = self.artifacts.keeps(failed=failed)
         try:
             pg.teardown(keep=keep)
         finally:
             self.recorder.set_guest(pg.guest.spec.name, timings=_rounded(pg.timings), kept=keep)
             self.artifacts.settle(pg.guest.spec.name, kept=keep)
-            with contextlib.suppress(ValueError):
-                self.fresh_guests.remove(pg)
 
     def mark_failed(self, guest: str) -> None:
         """A cell of this pooled guest failed: keep it under ``keep: failed``."""
@@ -120,13 +182,23 @@ class GuestPool:
             self.entries[guest].failed = True
 
     def teardown_steps(self) -> list[tuple[str, Callable[[], object]]]:
-        """The pool's part of the run's teardown, in order: no new boots, then every guest released."""
+        """The pool's part of the run's teardown, in order: no new boots, every guest released (side by
+        side, ``run.parallel`` at a time), and the wait for all of them."""
+        def release_all() -> None:
+            for pg in list(self.fresh_guests):  # a fresh guest still here lost its test mid-way
+                self.release(pg, failed=True)
+            for future in self._fresh_ahead.values():  # booted ahead for a cell that never ran
+                if future.done() and not future.cancelled() and future.exception() is None:
+                    self.release(future.result(), failed=False)
+            self._fresh_ahead.clear()
+            for name, pg in self._booted().items():
+                self.release(pg, failed=self.entries[name].failed)
+
         return [
             ("stop background boots", lambda: self._executor.shutdown(wait=True, cancel_futures=True)),
-            *((f"release {pg.name}", functools.partial(self.release, pg, failed=True))
-              for pg in list(self.fresh_guests)),  # a fresh guest still here lost its test mid-way
-            *((f"release {name}", functools.partial(self.release, pg, failed=self.entries[name].failed))
-              for name, pg in self._booted().items()),
+            ("release the guests", release_all),
+            ("wait for the guests' releases", self.wait_for_releases),
+            ("stop the release threads", lambda: self._releaser.shutdown(wait=True)),
         ]
 
     def _boot(self, name: str, suffix: str = "", **kw: bool) -> ProbeGuest:
