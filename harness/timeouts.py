@@ -25,6 +25,7 @@ from harness.errors import ConfigError
 class Timeouts:
     boot: float = 120.0            # one budget: domain started -> console ready marker -> SSH greeting
     ssh_greeting: float = 10.0     # one TCP connect + read of the "SSH-" banner
+    ssh_greeting_first: float = 1.0  # the first such attempt; each retry doubles it, up to ssh_greeting
     ssh_banner: float = 15.0       # paramiko's banner/kex phase
     ssh_auth: float = 15.0         # public key authentication
     exec: float = 60.0             # a guest command with no specific limit
@@ -63,6 +64,7 @@ class Timeouts:
     debootstrap: float = 1800.0    # the debian image's root file system
     chroot: float = 600.0          # installing the kernel and headers in that root
     disk_image: float = 600.0      # mke2fs -d and qemu-img convert of a root file system
+    kernel_build: float = 3600.0   # make of klharness's own guest kernel (~5 min on 2 cores), on the host
     module_build: float = 600.0    # make of klhelper.ko against a guest kernel's headers, on the host
     kernel_build: float = 3600.0   # make of klharness's own guest kernel (~5 min on 2 cores), on the host
     source_index: float = 300.0    # apt-get update of the private source index (qemu-kl)

@@ -136,7 +136,19 @@ class Session:
         if not host_key:
             raise SSHError(f"{where}: no pinned host key for this guest; klharness never accepts an unknown "
                            "host key (record it at image build, or read it from the console)")
-        wait_for(f"the SSH greeting on {host}:{port}", lambda: read_greeting(host, port, timeouts.ssh_greeting),
+        # Each attempt waits longer than the one before (ssh_greeting_first, doubled up to ssh_greeting):
+        # QEMU's user-mode network accepts at once and then sends the guest a SYN; a SYN sent while the
+        # guest cannot take it (waking from S3, still booting) is retransmitted only seconds later, so
+        # a new connection soon beats waiting on the first (an S3 wake reached SSH in ~8 s, not ~1 s).
+        limit = [min(timeouts.ssh_greeting_first, timeouts.ssh_greeting)]
+
+        def greeting() -> str:
+            try:
+                return read_greeting(host, port, limit[0])
+            finally:
+                limit[0] = min(limit[0] * 2, timeouts.ssh_greeting)
+
+        wait_for(f"the SSH greeting on {host}:{port}", greeting,
                  timeout=deadline if deadline is not None else timeouts.boot, transient=TRANSIENT_NET_ERRORS,
                  error=SSHError, detail=detail)
         sock = socket.create_connection((host, port), timeout=timeouts.ssh_banner)
