@@ -66,7 +66,6 @@ class Timeouts:
     disk_image: float = 600.0      # mke2fs -d and qemu-img convert of a root file system
     kernel_build: float = 3600.0   # make of klharness's own guest kernel (~5 min on 2 cores), on the host
     module_build: float = 600.0    # make of klhelper.ko against a guest kernel's headers, on the host
-    kernel_build: float = 3600.0   # make of klharness's own guest kernel (~5 min on 2 cores), on the host
     source_index: float = 300.0    # apt-get update of the private source index (qemu-kl)
     source_download: float = 900.0  # apt-get source of Debian's QEMU
     source_unpack: float = 600.0   # dpkg-source -x of it
