@@ -51,14 +51,17 @@ DEFAULT_MODULES = "virtio_pci,virtio_net,virtio_rng,qemu_fw_cfg,button,evdev"
 #   self-tests, the KDF/jitterentropy self-tests and BPF/trace registrations nothing here uses.
 #   Key Locker is exercised from user space (instructions, or the emulator), not through the
 #   kernel crypto API.  Measured with benchmarks/bench_boot.py; see guest_images/README.md.
-# pci=noacpi: PCI interrupts routed from the BIOS's $PIR table, not by ACPI's PCI link devices,
-#   whose AML (evaluated once per virtio device, ~0.4 s each under TCG) made virtio-pci's probe
-#   the slowest step of the boot: -0.3 s to the SSH greeting with either kernel (docs/performance.md).
-#   ACPI itself stays on: the power button, S3 and CPU hot-plug are ACPI.
 BOOT_BLACKLIST = ("crypto_kdf108_init", "jent_mod_init", "bpf_tcp_ca_kfunc_init", "bpf_dummy_struct_ops_init",
                   "trace_eval_init")
 DEFAULT_CMDLINE = ("console=ttyS0 panic=0 random.trust_cpu=on i8042.noaux i8042.nomux i8042.nopnp "
-                   f"i8042.dumbkbd cryptomgr.notests initcall_blacklist={','.join(BOOT_BLACKLIST)} pci=noacpi")
+                   f"i8042.dumbkbd cryptomgr.notests initcall_blacklist={','.join(BOOT_BLACKLIST)}")
+# With our own kernel only:
+# pci=noacpi: PCI interrupts routed from the BIOS's $PIR table, not by ACPI's PCI link devices,
+#   whose AML (evaluated once per virtio device, ~0.4 s each under TCG) made virtio-pci's probe
+#   the slowest step of the boot (0.9 s; 17 ms without).  ACPI itself stays on: the power button,
+#   S3 and CPU hot-plug are ACPI.  Not for Debian's kernel: its virtio-net MSI-X set-up then hits
+#   a WARN in pci_msi_setup_msi_irqs (and a boot log with a kernel WARN is not a clean boot).
+OWN_KERNEL_ARGS = "pci=noacpi"
 
 # What the guest side needs from the kernel config ("ym": built in or a module).
 KERNEL_REQUIREMENTS = {
@@ -89,7 +92,8 @@ class MiniRecipe(Recipe):
                                  "(default: the one linux-image-FLAVOUR installs)"),
         "flavour": Option("kernel flavour searched when kernel_package is not set", "cloud-amd64"),
         "modules": Option("comma-separated kernel modules loaded at boot, dependencies added", DEFAULT_MODULES),
-        "cmdline": Option("kernel command line recorded in the artifact", DEFAULT_CMDLINE),
+        "cmdline": Option("kernel command line recorded in the artifact (default: ours, with "
+                          f"{OWN_KERNEL_ARGS} for kernel=klh)"),
     }
 
     def plan(self, options: Mapping[str, str]) -> Plan:
@@ -97,6 +101,7 @@ class MiniRecipe(Recipe):
         if opts["kernel"] not in KERNELS:
             raise ImageError(f"image {self.name}: option kernel={opts['kernel']!r}: expected one of "
                              f"{', '.join(KERNELS)} (klh: our small config of Debian's source; debian: its package)")
+        opts.setdefault("cmdline", DEFAULT_CMDLINE + (f" {OWN_KERNEL_ARGS}" if opts["kernel"] == "klh" else ""))
         if opts["kernel"] == "klh" and "kernel_package" in opts:
             raise ImageError(f"image {self.name}: option kernel_package={opts['kernel_package']} picks a Debian "
                              "kernel package, but kernel is klh (our own build): add kernel=debian to boot the "
