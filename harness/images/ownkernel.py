@@ -44,6 +44,11 @@ FRAGMENT = REPO_DIR / "guest_images" / "kernel" / "klh.config"
 LOCALVERSION = "-klh"  # the kernel release says whose config it is: 6.1.192-klh
 DEFAULT_SOURCE = "linux-source"  # Debian's metapackage: depends on the stable linux-source-X.Y
 DONE = "kernel.json"  # written last: an entry without it is an interrupted build
+# GCC expands a memset of unknown value inline as `rep stosb`, which TCG executes a byte at a time
+# (~260 ns each here): poisoning the 760 KiB of init memory freed before /init took 0.2 s of every
+# boot, sampled at free_reserved_area's `rep stos`.  Unrolled store loops do the same work in a
+# fraction of that under TCG and cost nothing measurable on hardware.
+KCFLAGS = "-mstringop-strategy=unrolled_loop"
 
 
 @dataclass(frozen=True)
@@ -153,7 +158,8 @@ def _build(plan: KernelPlan, final: Path) -> None:
     try:
         src = _unpack(plan.source, work)
         log_path.unlink(missing_ok=True)
-        make = ["make", "-C", str(src), f"-j{os.cpu_count() or 1}", f"LOCALVERSION={LOCALVERSION}"]
+        make = ["make", "-C", str(src), f"-j{os.cpu_count() or 1}", f"LOCALVERSION={LOCALVERSION}",
+                f"KCFLAGS={KCFLAGS}"]
         _step(["make", "-C", str(src), "tinyconfig"], log_path, "make tinyconfig")
         merge = src / "scripts" / "kconfig" / "merge_config.sh"
         _step([str(merge), "-m", "-O", str(src), str(src / ".config"), str(FRAGMENT)], log_path,
