@@ -24,7 +24,7 @@ from harness.report.reproduce import reproduce_command
 from harness.results.invocation import Invocation, RerunOf
 from harness.results.record import load_record
 from harness.results.rerun import failed_cells, rerun_invocation
-from harness.results.schema import RunRecord, TestEntry
+from harness.results.schema import GuestEntry, RunRecord, TestEntry
 
 REPO = Path(__file__).resolve().parent.parent
 REAL = REPO / "tests" / "data" / "runs" / "real"
@@ -273,3 +273,18 @@ def test_rerun_of_something_that_is_not_a_run_says_so(tmp_path: Path) -> None:
                          timeout=120, check=False)
     assert res.returncode == 3
     assert f"klharness: error: {tmp_path / 'record.json'}: no run record here" in res.stderr
+
+
+def test_the_terminal_summary_says_which_kernel_each_guest_booted() -> None:
+    booted = GuestEntry(backend="emulated", host="local", timings={"ssh_ready": 3.2},
+                        kernel="6.1.192-klh (klharness: linux-source-6.1 6.1.192-3, guest_images/kernel/klh.config)")
+    record = RunRecord(run_id="r1", profile="emulated",
+                       guests={"kl-a": booted, "kl-a-reboot": replace(booted, kernel="6.1.0-57-cloud-amd64 (Debian)"),
+                               "cloud": replace(booted, kernel=None)},
+                       tests=(replace(cell("testcases/test_exposure.py::test_x[kl-a]"), guest="kl-a", outcome="passed"),
+                              replace(cell("testcases/test_exposure.py::test_x[cloud]"), guest="cloud",
+                                      outcome="passed")))
+    text = summarize(record)
+    assert "kl-a: VMM backend emulated, host local, kernel 6.1.192-klh, boot->ssh 3.2s" in text
+    assert "kl-a-reboot: kernel 6.1.0-57-cloud-amd64, boot->ssh 3.2s (lifecycle guest)" in text
+    assert "cloud: VMM backend emulated, host local, boot->ssh 3.2s" in text  # a disk image's kernel: not known

@@ -22,7 +22,7 @@ from harness.config.model import KEEP_POLICIES
 from harness.paths import REPO_DIR
 from harness.results.invocation import Invocation
 from harness.results.record import load_record, new_run_id
-from harness.results.schema import RunRecord, TestEntry
+from harness.results.schema import GuestEntry, RunRecord, TestEntry
 
 if TYPE_CHECKING:
     import pytest
@@ -145,8 +145,8 @@ def summarize(record: RunRecord) -> str:
         boot = f"boot->ssh {timings['ssh_ready']:.1f}s" if "ssh_ready" in timings else "not booted"
         probe = g.probe if isinstance(g.probe, Mapping) else {}
         seen = f" (probe saw KL {probe['backend']})" if probe.get("backend") else ""
-        lines.append(f"\n{name}: VMM backend {_or(g.backend, '-')}{seen}, host {_or(g.host, '-')}, {boot}, "
-                     f"probe {_or(g.probe_seconds, '-')}s")
+        lines.append(f"\n{name}: VMM backend {_or(g.backend, '-')}{seen}, host {_or(g.host, '-')}, "
+                     f"{_kernel(g)}{boot}, probe {_or(g.probe_seconds, '-')}s")
         lines.append("  " + ", ".join(f"{counts[k]} {k}" for k in ("passed", "failed", "skipped", "error")
                                       if counts[k]))
         for test in tests:
@@ -157,8 +157,13 @@ def summarize(record: RunRecord) -> str:
         lines.extend(f"  skip: {reason}" for reason in sorted(skipped))
     for name, g in sorted(record.guests.items()):
         if name not in tests_by_guest and g.timings is not None:
-            lines.append(f"\n{name}: boot->ssh {g.timings.get('ssh_ready', 0):.1f}s (lifecycle guest)")
+            lines.append(f"\n{name}: {_kernel(g)}boot->ssh {g.timings.get('ssh_ready', 0):.1f}s (lifecycle guest)")
     return "\n".join(lines)
+
+
+def _kernel(g: GuestEntry) -> str:
+    """``kernel 6.1.192-klh, `` — the release the guest booted (the record has its origin too), or nothing."""
+    return f"kernel {g.kernel.split(' ', 1)[0]}, " if g.kernel else ""
 
 
 def _or(value: object, default: object) -> object:
