@@ -18,7 +18,7 @@ import shlex
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -104,6 +104,14 @@ def read_greeting(host: str, port: int, timeout: float) -> str:
     return line
 
 
+def _doubling(first: float, cap: float) -> Iterator[float]:
+    """``first``, twice that, … up to ``cap``, then ``cap`` for ever."""
+    limit = min(first, cap)
+    while True:
+        yield limit
+        limit = min(limit * 2, cap)
+
+
 def pinned_key_matches(expected_line: str, key: paramiko.PKey) -> bool:
     """Compare an ``ssh-<type> <base64>`` line with the key the server presented."""
     parts = expected_line.split()
@@ -140,15 +148,8 @@ class Session:
         # QEMU's user-mode network accepts at once and then sends the guest a SYN; a SYN sent while the
         # guest cannot take it (waking from S3, still booting) is retransmitted only seconds later, so
         # a new connection soon beats waiting on the first (an S3 wake reached SSH in ~8 s, not ~1 s).
-        limit = [min(timeouts.ssh_greeting_first, timeouts.ssh_greeting)]
-
-        def greeting() -> str:
-            try:
-                return read_greeting(host, port, limit[0])
-            finally:
-                limit[0] = min(limit[0] * 2, timeouts.ssh_greeting)
-
-        wait_for(f"the SSH greeting on {host}:{port}", greeting,
+        limits = _doubling(timeouts.ssh_greeting_first, timeouts.ssh_greeting)
+        wait_for(f"the SSH greeting on {host}:{port}", lambda: read_greeting(host, port, next(limits)),
                  timeout=deadline if deadline is not None else timeouts.boot, transient=TRANSIENT_NET_ERRORS,
                  error=SSHError, detail=detail)
         sock = socket.create_connection((host, port), timeout=timeouts.ssh_banner)
