@@ -16,6 +16,7 @@ Targets:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -57,6 +58,20 @@ def compiler() -> str:
     return os.environ.get("CC", "cc")
 
 
+def compiler_version() -> str:
+    """``$CC --version``'s output: every build key (the probe's, klhelper's, the guest kernel's) includes it."""
+    return _version_of(compiler())
+
+
+@functools.cache
+def _version_of(cc: str) -> str:
+    """Asked once per process and compiler: one host has one, and each build asked again."""
+    try:
+        return proc.run([cc, "--version"], timeout=active_timeouts().tool).stdout
+    except CommandError as err:
+        raise BuildError(f"C compiler {cc!r} does not run: {err} (install gcc or set CC)") from err
+
+
 def sources(target: Target) -> list[Path]:
     found: set[Path] = set()
     for pattern in target.patterns:
@@ -69,11 +84,7 @@ def sources(target: Target) -> list[Path]:
 def _fingerprint(target: Target, srcs: list[Path]) -> str:
     h = hashlib.sha256()
     h.update(repr((target, COMMON_FLAGS)).encode())
-    try:
-        version = proc.run([compiler(), "--version"], timeout=active_timeouts().tool).stdout
-    except CommandError as err:
-        raise BuildError(f"C compiler {compiler()!r} does not run: {err} (install gcc or set CC)") from err
-    h.update(version.encode())
+    h.update(compiler_version().encode())
     for path in sorted(CSRC_DIR.glob("*.h")) + srcs:
         h.update(path.name.encode())
         h.update(path.read_bytes())

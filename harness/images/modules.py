@@ -54,7 +54,7 @@ def module_for(image: ImageArtifact, source: ModuleSource) -> Path:
         raise ImageError(f"image {image.name} does not say which kernel it boots: the module must be built in the "
                          "guest against its own headers")
     packages = [] if image.kernel_build else headers_packages(image.kernel_version)
-    compiler = proc.run([cbuild.compiler(), "--version"], timeout=active_timeouts().tool).stdout.splitlines()[0]
+    compiler = cbuild.compiler_version().splitlines()[0]
     against = [str(image.kernel_build)] if image.kernel_build else [str(p) for p in packages]
     key = hashlib.sha256(json.dumps({"module": source.name, "sources": hashlib.sha256(source.archive).hexdigest(),
                                      "headers": against, "compiler": compiler},

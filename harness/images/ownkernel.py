@@ -13,8 +13,8 @@ kernel's own build is what a cell checks, the ``mini`` image's ``kernel: debian`
 The config is ``make tinyconfig`` with ``guest_images/kernel/klh.config`` merged on top, then
 ``olddefconfig``; every option the fragment asks for is checked in the result, so an option the
 source cannot give (renamed, or missing a dependency) is an error naming it, not a silent gap.
-The build is cached by the hash of the source package, the fragment, this module and the
-compiler, under ``<cache>/kernels/``; after it, ``make clean`` leaves the tree as a module build
+The build is cached by the hash of the source package, the fragment, the build's flags and
+the compiler, under ``<cache>/kernels/``; after it, ``make clean`` leaves the tree as a module build
 directory, so ``klhelper`` is built against exactly this kernel.
 """
 
@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import cbuild, proc
+from harness.buildsteps import BuildSteps
 from harness.errors import BuildError, CommandError, ImageError
 from harness.images import debs
 from harness.images.cache import entry_lock, replace_dir
@@ -49,6 +50,9 @@ DONE = "kernel.json"  # written last: an entry without it is an interrupted buil
 # boot, sampled at free_reserved_area's `rep stos`.  Unrolled store loops do the same work in a
 # fraction of that under TCG and cost nothing measurable on hardware.
 KCFLAGS = "-mstringop-strategy=unrolled_loop"
+# What the cache key takes of this module: the build's inputs, not its text (a refactor of this file
+# must not cost every machine a 5-minute rebuild).  Raise it when a change here changes the output.
+BUILDER_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,7 @@ class KernelPlan:
     def key(self) -> str:
         blob = json.dumps({"source": f"{self.source.name}={self.source.version} sha256:{self.source.sha256}",
                            "fragment": hashlib.sha256(self.fragment.encode()).hexdigest(),
-                           "module": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
+                           "build": {"builder": BUILDER_VERSION, "kcflags": KCFLAGS, "localversion": LOCALVERSION},
                            "compiler": self.compiler}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -106,8 +110,7 @@ def plan_kernel(source_package: str = DEFAULT_SOURCE) -> KernelPlan:
         fragment = FRAGMENT.read_text()
     except OSError as err:
         raise ImageError(f"{FRAGMENT}: {err.strerror} (klharness must run from a source checkout)") from err
-    compiler = proc.run([cbuild.compiler(), "--version"], timeout=active_timeouts().tool).stdout.splitlines()[0]
-    return KernelPlan(debs.resolve(name), fragment, compiler)
+    return KernelPlan(debs.resolve(name), fragment, cbuild.compiler_version().splitlines()[0])
 
 
 def obtain_kernel(plan: KernelPlan) -> OwnKernel:
@@ -155,33 +158,37 @@ def _build(plan: KernelPlan, final: Path) -> None:
     work = Path(tempfile.mkdtemp(prefix=f".build-{final.name}-", dir=final.parent))
     log_path = final.parent / f"{final.name}.log"  # beside the entry: kept when the build fails
     start = time.monotonic()
+    limits = active_timeouts()
     try:
-        src = _unpack(plan.source, work)
-        log_path.unlink(missing_ok=True)
-        make = ["make", "-C", str(src), f"-j{os.cpu_count() or 1}", f"LOCALVERSION={LOCALVERSION}",
-                f"KCFLAGS={KCFLAGS}"]
-        _step(["make", "-C", str(src), "tinyconfig"], log_path, "make tinyconfig")
-        merge = src / "scripts" / "kconfig" / "merge_config.sh"
-        _step([str(merge), "-m", "-O", str(src), str(src / ".config"), str(FRAGMENT)], log_path,
-              "merge_config.sh of the fragment", cwd=src)
-        _step(["make", "-C", str(src), "olddefconfig"], log_path, "make olddefconfig")
-        check_result(read_config(src / ".config"), plan.fragment, source=src / ".config")
-        _step([*make, "vmlinux", "bzImage", "modules"], log_path, "make vmlinux bzImage modules",
-              timeout=active_timeouts().kernel_build)
-        release = (src / "include" / "config" / "kernel.release").read_text().strip()
-        out = work / "out"
-        boot = out / "root" / "boot"
-        boot.mkdir(parents=True)
-        shutil.copyfile(src / "arch" / "x86" / "boot" / "bzImage", boot / f"vmlinuz-{release}")
-        shutil.copyfile(src / ".config", boot / f"config-{release}")
-        shutil.copyfile(src / "vmlinux", out / "vmlinux")
-        _step([*make, f"INSTALL_MOD_PATH={out / 'root'}", "DEPMOD=/bin/true", "modules_install"], log_path,
-              "make modules_install")
-        (out / "root" / "lib" / "modules" / release / "build").unlink(missing_ok=True)
-        (out / "root" / "lib" / "modules" / release / "source").unlink(missing_ok=True)
-        # `make clean` keeps the config, generated headers, Module.symvers and scripts: what an
-        # out-of-tree module needs.  The objects (hundreds of MiB) go.
-        _step(["make", "-C", str(src), "clean"], log_path, "make clean")
+        with log_path.open("w") as logf:
+            step = BuildSteps(f"kernel {plan.source.version}", logf, log_path, log.info)
+            src = step.do("unpack the source", lambda: _unpack(plan.source, work))
+            make = ["make", "-C", str(src), f"-j{os.cpu_count() or 1}", f"LOCALVERSION={LOCALVERSION}",
+                    f"KCFLAGS={KCFLAGS}"]
+            step.run("make tinyconfig", ["make", "-C", str(src), "tinyconfig"], None, limits.build_step)
+            merge = src / "scripts" / "kconfig" / "merge_config.sh"
+            step.run("merge_config.sh of the fragment",
+                     [str(merge), "-m", "-O", str(src), str(src / ".config"), str(FRAGMENT)], src, limits.build_step)
+            step.run("make olddefconfig", ["make", "-C", str(src), "olddefconfig"], None, limits.build_step)
+            step.do("check the config", lambda: check_result(read_config(src / ".config"), plan.fragment,
+                                                             source=src / ".config"))
+            step.run("make vmlinux bzImage modules", [*make, "vmlinux", "bzImage", "modules"], None,
+                     limits.kernel_build)
+            release = (src / "include" / "config" / "kernel.release").read_text().strip()
+            out = work / "out"
+            boot = out / "root" / "boot"
+            boot.mkdir(parents=True)
+            shutil.copyfile(src / "arch" / "x86" / "boot" / "bzImage", boot / f"vmlinuz-{release}")
+            shutil.copyfile(src / ".config", boot / f"config-{release}")
+            shutil.copyfile(src / "vmlinux", out / "vmlinux")
+            step.run("make modules_install",
+                     [*make, f"INSTALL_MOD_PATH={out / 'root'}", "DEPMOD=/bin/true", "modules_install"], None,
+                     limits.build_step)
+            (out / "root" / "lib" / "modules" / release / "build").unlink(missing_ok=True)
+            (out / "root" / "lib" / "modules" / release / "source").unlink(missing_ok=True)
+            # `make clean` keeps the config, generated headers, Module.symvers and scripts: what an
+            # out-of-tree module needs.  The objects (hundreds of MiB) go.
+            step.run("make clean", ["make", "-C", str(src), "clean"], None, limits.build_step)
         src.rename(out / "build")
         shutil.move(str(log_path), out / "build.log")
         seconds = round(time.monotonic() - start, 1)
@@ -210,17 +217,3 @@ def _unpack(package: debs.Package, work: Path) -> Path:
     if len(trees) != 1:
         raise ImageError(f"{tarballs[0].name}: expected one linux-source-* directory inside, found {len(trees)}")
     return trees[0]
-
-
-def _step(argv: list[str], log_path: Path, what: str, *, cwd: Path | None = None,
-          timeout: float | None = None) -> None:
-    """Run one build step, its output appended to the build log; a failure names the step and the log."""
-    try:
-        res = proc.run(argv, cwd=cwd, timeout=timeout or active_timeouts().build_step, check=False)
-    except CommandError as err:
-        raise BuildError(f"kernel build: {what}: {err} (log: {log_path})") from err
-    with log_path.open("a") as f:
-        f.write(f"$ {' '.join(argv)}\n{res.stdout}{res.stderr}\n")
-    if not res.ok:
-        tail = "\n".join((res.stdout + res.stderr).strip().splitlines()[-15:])
-        raise BuildError(f"kernel build: {what} failed: {res.describe()}\n{tail}")

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from harness import proc
-from harness.errors import BuildError, CommandError, CommandTimeout
+from harness.buildsteps import BuildSteps
+from harness.errors import BuildError
 from harness.images.cache import entry_lock, make_readable, replace_dir
 from harness.images.manifest import sha256_file
 from harness.paths import REPO_DIR, cache_dir
@@ -174,7 +175,7 @@ def _build(key: str, final: Path, progress: Any) -> QemuKl:
     work = Path(tempfile.mkdtemp(prefix=f".build-{final.name}-", dir=root))
     start = time.monotonic()
     with log_path.open("w") as logf:
-        step = _Steps(logf, log_path, progress)
+        step = BuildSteps(NAME, logf, log_path, progress)
         try:
             source = step.do("fetch source", lambda: debian_source.fetch(
                 SOURCE_PACKAGE, WANTED_VERSION, root / "src", work))
@@ -183,18 +184,18 @@ def _build(key: str, final: Path, progress: Any) -> QemuKl:
             step.do("unpack", lambda: debian_source.unpack(source, tree))
             patches = series()
             for patch in patches:
-                step.do(f"apply {patch.name}", lambda p=patch: _run(
-                    ["patch", "-p1", "--forward", "--batch", "-i", str(p)], tree, active_timeouts().build_step, logf))
+                step.run(f"apply {patch.name}", ["patch", "-p1", "--forward", "--batch", "-i", str(patch)], tree,
+                         active_timeouts().build_step, BUILD_ENV)
             build = tree / "build"
             build.mkdir()
             limits = active_timeouts()
-            step.do("configure", lambda: _run(["../configure", *CONFIGURE_FLAGS], build, limits.vmm_configure, logf))
-            step.do(f"build (ninja, ~4 min on {os.cpu_count()} cores)", lambda: _run(
-                ["ninja", f"-j{os.cpu_count() or 2}", BINARY], build, limits.vmm_build, logf))
+            step.run("configure", ["../configure", *CONFIGURE_FLAGS], build, limits.vmm_configure, BUILD_ENV)
+            step.run(f"build (ninja, ~4 min on {os.cpu_count()} cores)", ["ninja", f"-j{os.cpu_count() or 2}", BINARY],
+                     build, limits.vmm_build, BUILD_ENV)
             out = work / "out"
             (out / "bin").mkdir(parents=True)
-            step.do("install", lambda: _run(["strip", "-o", str(out / "bin" / BINARY), str(build / BINARY)],
-                                            build, limits.build_step, logf))
+            step.run("install", ["strip", "-o", str(out / "bin" / BINARY), str(build / BINARY)], build,
+                     limits.build_step, BUILD_ENV)
             version = proc.run([out / "bin" / BINARY, "--version"], timeout=limits.tool).stdout.splitlines()[0]
             took = round(time.monotonic() - start, 1)
             manifest = {"name": NAME, "key": key, "sha256": sha256_file(out / "bin" / BINARY),
@@ -210,41 +211,3 @@ def _build(key: str, final: Path, progress: Any) -> QemuKl:
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return _verify(final)
-
-
-class _Steps:
-    """Run named steps; a failure becomes one BuildError naming the step and the log."""
-
-    def __init__(self, logf: Any, log_path: Path, progress: Any) -> None:
-        self.logf, self.log_path, self.progress = logf, log_path, progress
-
-    def do(self, name: str, fn: Any) -> Any:
-        self.progress(f"{NAME}: {name}")
-        self.logf.write(f"== {name}\n")
-        self.logf.flush()
-        start = time.monotonic()
-        try:
-            result = fn()
-        except (BuildError, CommandError, OSError) as err:
-            self.logf.write(f"FAILED: {err}\n")
-            raise BuildError(f"{NAME}: step '{name}' failed: {_first_lines(str(err))} (log: {self.log_path})") \
-                from err
-        self.logf.write(f"== {name}: done in {time.monotonic() - start:.1f} s\n")
-        return result
-
-
-def _run(argv: list[str], cwd: Path, timeout: float, logf: Any) -> None:
-    try:
-        res = proc.run(argv, cwd=cwd, timeout=timeout, check=False, env=BUILD_ENV)
-    except CommandTimeout as err:
-        logf.write(str(err) + "\n")
-        raise
-    logf.write(res.stdout)
-    logf.write(res.stderr)
-    if res.returncode != 0:
-        raise BuildError(res.describe())
-
-
-def _first_lines(text: str, n: int = 6) -> str:
-    lines = text.strip().splitlines()
-    return "\n  ".join(lines[:1] + lines[1:][-(n - 1):])
