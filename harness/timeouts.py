@@ -53,6 +53,7 @@ class Timeouts:
     console_first_byte: float = 15.0  # first console byte, for the timing record only (boot owns the deadline)
     daemon_stop: float = 10.0      # SIGTERM -> exit of a peer libvirtd/virtlogd (libvirtd needs ~1 s), then SIGKILL
     process_stop: float = 3.0      # SIGTERM -> exit of a background helper process, then SIGKILL
+    sim_host_start: float = 60.0   # scripts/sim-remote-host start (~0.3 s measured; 15 s is its own limit)
     # -- host tools and builds (no run context: read through active()) --
     tool: float = 30.0             # a quick host tool: --version, -cpu help, ldd, modinfo, umount, uname
     compile: float = 180.0         # one C build of the probe, the emulator or a test program

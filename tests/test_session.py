@@ -110,8 +110,8 @@ def test_a_failing_teardown_step_skips_nothing_and_is_recorded(monkeypatch: pyte
     record = s.recorder.snapshot()
     assert record["status"] == "complete"
     assert record["teardown_errors"] == [
-        "delete staged fw_cfg blobs on lab1: VirtError: deleting the volumes fw-klh-x-* failed: pool gone",
-        "delete staged fw_cfg blobs on lab2: VirtError: deleting the volumes fw-klh-x-* failed: pool gone"]
+        "delete staged files (fw_cfg blobs, save images) on lab1: VirtError: deleting the volumes fw-klh-x-* failed: pool gone",
+        "delete staged files (fw_cfg blobs, save images) on lab2: VirtError: deleting the volumes fw-klh-x-* failed: pool gone"]
 
 
 class FakeGuest:

@@ -25,7 +25,7 @@ def test_each_greeting_attempt_waits_twice_as_long_as_the_one_before_up_to_the_l
         monkeypatch: pytest.MonkeyPatch) -> None:
     limits: list[float] = []
 
-    def read_greeting(host: str, port: int, timeout: float) -> str:
+    def read_greeting(host: str, port: int, timeout: float, dial: object = None) -> str:
         limits.append(timeout)
         if len(limits) < 6:
             raise TimeoutError("timed out")  # the guest did not answer this connection

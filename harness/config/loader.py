@@ -13,6 +13,7 @@ from harness.config.model import (
     LIFECYCLE_EVENTS,
     LOCAL_PEER,
     RESTRICTIONS,
+    SIM_REMOTE,
     Config,
     GuestConfig,
     HostConfig,
@@ -20,6 +21,8 @@ from harness.config.model import (
     RunSettings,
 )
 from harness.config.yamlpos import Located, PathKey, load_yaml
+from harness.errors import ConfigError
+from harness.ssh_target import SshTarget
 from harness.timeouts import Timeouts
 
 KNOWN_IMAGES = ("mini", "debian", "cloud")
@@ -114,14 +117,20 @@ TOP_SETTINGS = (
 
 
 def host_uri(v: Any) -> str:
-    if v == LOCAL_PEER:
-        return LOCAL_PEER
-    return uri(v)
+    if v in (LOCAL_PEER, SIM_REMOTE):
+        return str(v)
+    checked = uri(v)
+    try:
+        SshTarget.from_uri(checked, field="uri")  # an SSH URI that turns host key checks off is refused here
+    except ConfigError as err:
+        raise ValueError(str(err).removeprefix("uri: ")) from err
+    return checked
 
 
 HOST_SETTINGS = (
     f.Setting("name", guest_name, None, "host name used in results", required=True),
-    f.Setting("uri", host_uri, None, f"libvirt URI (qemu+ssh://lab1/system) or {LOCAL_PEER}", required=True),
+    f.Setting("uri", host_uri, None, f"libvirt URI (qemu+ssh://root@lab1/system), {LOCAL_PEER} or {SIM_REMOTE}",
+              required=True),
     f.of(HostConfig, "stage_files", f.boolean, "upload images and fw_cfg blobs through the host's storage pool"),
 )
 

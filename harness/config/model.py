@@ -66,6 +66,9 @@ class GuestConfig:
 
 
 LOCAL_PEER = "local-peer"  # a second libvirtd on this host, started by the harness (stands in for a lab host)
+# A simulated remote host (scripts/sim-remote-host) started for the run: shares nothing with this machine
+# but an SSH port, and is reached exactly as a lab host is (harness.virt.simhost).
+SIM_REMOTE = "sim-remote"
 
 
 @dataclass(frozen=True)

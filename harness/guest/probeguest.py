@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import GuestError, ProbeOutputError, SSHError
-from harness.guest.ssh import KeyPair, Session
+from harness.guest.ssh import Dial, KeyPair, Session, tcp_dial
 from harness.images.artifact import FWCFG_AUTHORIZED_KEY, FWCFG_KLEMU_CONF, ImageArtifact
 from harness.kl import emuconfig
 from harness.kl.observations import Observation, ProbeDocument, parse_probe_output, with_vmm_provenance
@@ -50,6 +50,7 @@ class RunContext:
     artifacts: Path  # results/<run>/guests
     stage: Callable[[Path, str], Path] | None = None  # upload a file to the host (hosts that can't read ours)
     progress: Progress = NULL_PROGRESS  # told when a guest starts booting and connecting (harness.progress)
+    dial: Dial = tcp_dial  # how to reach a guest's SSH forward: here, or through a remote host's SSH link
 
 
 @dataclass
@@ -91,7 +92,7 @@ class ProbeGuest:
             "127.0.0.1", self.guest.ssh_port, user=self.image.ssh_user, key=self.ctx.keypair,
             host_key=self.image.host_key, timeouts=self.ctx.timeouts,
             deadline=deadline or Deadline(self.ctx.timeouts.boot, "SSH reconnect"),
-            detail=lambda: "console tail:\n" + self.guest.console.tail(20))
+            detail=lambda: "console tail:\n" + self.guest.console.tail(20), dial=self.ctx.dial)
         self.timings["ssh_connect"] = time.monotonic() - start
         start = time.monotonic()
         present = self.session.run(["test", "-x", REMOTE_PROBE], timeout=self.ctx.timeouts.exec)

@@ -88,9 +88,18 @@ class RemoteResult(Ended):
         return self.stderr.decode(errors="replace")
 
 
-def read_greeting(host: str, port: int, timeout: float) -> str:
+# Opens a byte stream to (host, port) within a timeout: a plain TCP connect, or a channel through the
+# SSH link to a remote libvirt host whose loopback the guest's forward listens on (harness.host.link).
+Dial = Callable[[str, int, float], "socket.socket | paramiko.Channel"]
+
+
+def tcp_dial(host: str, port: int, timeout: float) -> socket.socket:
+    return socket.create_connection((host, port), timeout=timeout)
+
+
+def read_greeting(host: str, port: int, timeout: float, dial: Dial = tcp_dial) -> str:
     """Connect and read the server's identification line; NotYet when it is not an SSH server (yet)."""
-    with socket.create_connection((host, port), timeout=timeout) as sock:
+    with dial(host, port, timeout) as sock:
         sock.settimeout(timeout)
         data = b""
         while b"\n" not in data and len(data) < 256:
@@ -135,7 +144,7 @@ class Session:
     @classmethod
     def connect(cls, host: str, port: int, *, user: str, key: KeyPair, host_key: str | None,
                 timeouts: Timeouts, deadline: float | Deadline | None = None,
-                detail: Callable[[], str] | None = None) -> Session:
+                detail: Callable[[], str] | None = None, dial: Dial = tcp_dial) -> Session:
         """Wait for the greeting, then handshake, verify the pinned host key, authenticate.
 
         ``host_key=None`` is refused: an unpinned guest would be blind trust.
@@ -149,10 +158,10 @@ class Session:
         # guest cannot take it (waking from S3, still booting) is retransmitted only seconds later, so
         # a new connection soon beats waiting on the first (an S3 wake reached SSH in ~8 s, not ~1 s).
         limits = _doubling(timeouts.ssh_greeting_first, timeouts.ssh_greeting)
-        wait_for(f"the SSH greeting on {host}:{port}", lambda: read_greeting(host, port, next(limits)),
+        wait_for(f"the SSH greeting on {host}:{port}", lambda: read_greeting(host, port, next(limits), dial),
                  timeout=deadline if deadline is not None else timeouts.boot, transient=TRANSIENT_NET_ERRORS,
                  error=SSHError, detail=detail)
-        sock = socket.create_connection((host, port), timeout=timeouts.ssh_banner)
+        sock = dial(host, port, timeouts.ssh_banner)
         transport = paramiko.Transport(sock)
         transport.banner_timeout = timeouts.ssh_banner
         transport.handshake_timeout = timeouts.ssh_banner
@@ -182,6 +191,11 @@ class Session:
     @property
     def alive(self) -> bool:
         return self._transport.is_active()
+
+    @property
+    def transport(self) -> paramiko.Transport:
+        """The connection itself (for channels of other kinds: harness.host.link's direct-tcpip)."""
+        return self._transport
 
     def close(self) -> None:
         self._transport.close()

@@ -10,6 +10,8 @@ once, then says which host boots which guest.
 from __future__ import annotations
 
 import functools
+import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,25 +19,29 @@ from pathlib import Path
 from typing import Any
 
 from harness import cbuild
-from harness.config.model import LOCAL_PEER, Config, HostConfig
+from harness.config.model import LOCAL_PEER, SIM_REMOTE, Config, HostConfig
 from harness.errors import CapabilityError
 from harness.guest.probeguest import RunContext
-from harness.guest.ssh import KeyPair, generate_keypair
+from harness.guest.ssh import KeyPair, generate_keypair, tcp_dial
 from harness.host import check as hostcheck
+from harness.host.link import HostLink
 from harness.kl.emuconfig import private_runtime_dir
 from harness.plan.matrix import GuestPlan
 from harness.plan.placement import HostCapability, Placement, place
 from harness.progress.events import Progress
 from harness.redact import redact_uri
 from harness.results.record import RunRecorder
+from harness.ssh_target import SshTarget
 from harness.timeouts import Timeouts
 from harness.virt.accel import choose_accel
 from harness.virt.capcache import require_stable
 from harness.virt.connection import connect_resilient, is_local
+from harness.virt.metadata import process_start
 from harness.virt.peer import run_peer
 from harness.virt.reaper import reap
 from harness.virt.registry import RunGuests
-from harness.virt.storage import stage_file
+from harness.virt.simhost import start_sim_host
+from harness.virt.storage import stage_file, tag_run
 
 
 class RunHosts:
@@ -59,6 +65,7 @@ class RunHosts:
         self._checks: dict[str, dict[str, Any]] = {}
         self._shared_parts: tuple[KeyPair, Path] | None = None
         self._placement: Placement | None = None
+        self._links: dict[str, HostLink] = {}
 
     def context(self, host: str) -> RunContext:
         """Connect to one host, check it, reap its leftovers; once per host. The run's SSH key, probe
@@ -108,13 +115,28 @@ class RunHosts:
                                                    f"klharness-{self.run_id}"), cbuild.build("klprobe"))
         return self._shared_parts
 
+    def links(self) -> Iterator[tuple[str, HostLink]]:
+        """The SSH links to remote hosts opened so far (closed at the run's end)."""
+        yield from list(self._links.items())
+
+    def _uri(self, cfg: HostConfig) -> str:
+        if cfg.uri == LOCAL_PEER:
+            return run_peer(self.run_id, timeouts=self.timeouts).uri
+        if cfg.uri == SIM_REMOTE:
+            return start_sim_host(self.run_id, cfg.name, timeouts=self.timeouts).uri
+        return cfg.uri
+
     def _connect(self, cfg: HostConfig) -> RunContext:
         start = time.monotonic()
-        uri = run_peer(self.run_id, timeouts=self.timeouts).uri if cfg.uri == LOCAL_PEER else cfg.uri
-        conn = connect_resilient(uri, timeout=self.timeouts.libvirt_connect)
+        uri = self._uri(cfg)
         local = is_local(uri)
+        link = None
+        if not local and (target := SshTarget.from_uri(uri)) is not None:
+            link = self._links[cfg.name] = HostLink(target, self.timeouts)
+            link.session()  # fail here, with the SSH reason, before libvirt's own login says less
+        conn = connect_resilient(uri, timeout=self.timeouts.libvirt_connect)
         require_stable(conn, local=local, uri=redact_uri(uri))  # fail fast, not 106 creation timeouts
-        reaped = [r.describe() for r in reap(conn, local=True)] if local else []
+        reaped = [r.describe() for r in reap(conn, local=local)]  # a remote host: its dead runs' domains, volumes
         accel = choose_accel(self.config.run.accel, local=local)
         keypair, probe = self._shared()
         facts = hostcheck.run_facts(conn)
@@ -128,9 +150,14 @@ class RunHosts:
             self.recorder.update(lambda d: d.setdefault("other_hosts", {}).update(
                 {cfg.name: {"uri": redact_uri(uri), "accel": accel.accel, "host_check": facts.get("host_check"),
                             "reaped": reaped}}))
-        stage = functools.partial(_stage_private, conn) if cfg.stage_files else None
+        # a remote host shares no files with us: everything a guest reads is staged there
+        stage = functools.partial(_stage_private, conn) if cfg.stage_files or not local else None
+        if stage is not None:
+            owner = {"run_id": self.run_id, "pid": os.getpid(), "pid_start": process_start(os.getpid()),
+                     "host": socket.gethostname()}
+            tag_run(conn, self.run_id, owner, private_runtime_dir(self.run_id))
         ctx = RunContext(self.run_id, conn, keypair, self.timeouts, self.registry, probe, accel,
-                         self.results / "guests", stage, self.progress)
+                         self.results / "guests", stage, self.progress, link.dial if link else tcp_dial)
         took = time.monotonic() - start
         self.recorder.update(lambda d: d.setdefault("timings", {}).setdefault("setup_per_host", {}).update(
             {cfg.name: round(took, 3)}))

@@ -33,7 +33,8 @@ from harness.timeouts import from_environment, use
 from harness.virt.connection import is_local
 from harness.virt.peer import close_run_peers
 from harness.virt.registry import RunGuests
-from harness.virt.storage import delete_volumes
+from harness.virt.simhost import stop_run_sim_hosts
+from harness.virt.storage import delete_volumes, run_volume_prefixes
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +88,12 @@ class KlSession:
         steps: list[tuple[str, Callable[[], object]]] = [
             *self.pool.teardown_steps(),
             ("tear down the run's guests", self._teardown_registry),
-            *((f"delete staged fw_cfg blobs on {h}", functools.partial(delete_volumes, ctx.conn,
-                                                                       f"fw-klh-{self.run_id}-"))
+            *((f"delete staged files (fw_cfg blobs, save images) on {h}",
+               functools.partial(delete_volumes, ctx.conn, run_volume_prefixes(self.run_id)))
               for h, ctx in self.run_hosts.connected() if ctx.stage is not None),  # they may hold secrets
             ("stop the run's peer daemons", self._stop_peers),  # after the guests: migrated ones live there
+            *((f"close the SSH link to {h}", link.close) for h, link in self.run_hosts.links()),
+            ("stop the run's simulated remote hosts", self._stop_sim_hosts),  # after their volumes went
             ("remove the run's private files", functools.partial(shutil.rmtree, private_runtime_dir(self.run_id),
                                                                  ignore_errors=True)),
         ]
@@ -106,6 +109,11 @@ class KlSession:
 
     def _stop_peers(self) -> None:
         errors = close_run_peers(self.run_id)
+        if errors:
+            raise VirtError("; ".join(errors))
+
+    def _stop_sim_hosts(self) -> None:
+        errors = stop_run_sim_hosts(self.run_id)
         if errors:
             raise VirtError("; ".join(errors))
 

@@ -16,6 +16,7 @@ import libvirt
 
 from harness.errors import CapabilityError, HostError, VirtError
 from harness.redact import redact_text, redact_uri
+from harness.ssh_target import SSH_TRANSPORTS
 from harness.timeouts import DEFAULT_TIMEOUTS
 from harness.timeouts import active as active_timeouts
 from harness.virt.bounded import bounded
@@ -36,6 +37,10 @@ def silence_libvirt_stderr() -> None:
 def connect(uri: str = DEFAULT_URI, *, timeout: float = DEFAULT_TIMEOUTS.libvirt_connect) -> Any:
     """Open ``uri`` read-write, or raise HostError saying how to start the daemon."""
     silence_libvirt_stderr()
+    if needs_event_loop(uri):
+        from harness.virt.console_stream import ensure_event_loop
+
+        ensure_event_loop()  # before opening: a connection opened earlier never sees the loop
     shown = redact_uri(uri)
     try:
         return bounded(lambda: libvirt.open(uri), timeout=timeout, what=f"connecting to libvirt at {shown}")
@@ -59,9 +64,22 @@ def connect_resilient(uri: str = DEFAULT_URI, *, timeout: float = DEFAULT_TIMEOU
 
 
 def is_local(uri: str) -> bool:
-    """Whether ``uri`` reaches a daemon on this host (paths and pids in metadata mean something here)."""
-    host = urlsplit(uri).hostname
-    return host in (None, "", "localhost", "127.0.0.1", "::1")
+    """Whether ``uri`` reaches a daemon that shares this machine's files and loopback (paths, ports and pids
+    in metadata mean something here).
+
+    A URI through SSH counts as remote even when it names 127.0.0.1: it is how a host that shares
+    nothing with this one but an SSH port is reached (a lab host behind a tunnel, the simulated one of
+    scripts/sim-remote-host), and everything remote works on a local daemon too.
+    """
+    parts = urlsplit(uri)
+    if parts.scheme.partition("+")[2] in SSH_TRANSPORTS:
+        return False
+    return parts.hostname in (None, "", "localhost", "127.0.0.1", "::1")
+
+
+def needs_event_loop(uri: str) -> bool:
+    """A remote daemon: its guests' consoles are libvirt streams, which need libvirt's event loop."""
+    return not is_local(uri)
 
 
 _UNKNOWN_FEATURE = re.compile(r"unknown CPU feature:?\s*'?([\w.-]+)", re.IGNORECASE)

@@ -10,7 +10,9 @@ Why each choice (measured with libvirt 9.0 / QEMU 7.2, see HOST_NOTES.md):
   so no secret ever appears in XML that is logged or dumped.
 * The serial console is a pty whose ``<log>`` is written by QEMU/virtlogd
   from the process's first byte; there is no stream to attach, so no
-  start-paused/attach/resume dance is needed for a complete console.
+  start-paused/attach/resume dance is needed for a complete console.  On a
+  remote host that path is not ours: there the serial has no ``<log>`` and
+  the console is read as a libvirt stream (:mod:`harness.virt.console_stream`).
   ``append='on'`` because a restore or a managed-save start would otherwise
   truncate the log; the harness creates the file empty before the first start.
 * Networking is QEMU user-mode with a loopback port forward through
@@ -51,6 +53,7 @@ class DomainRuntime:
     overlay: Path | None = None
     fwcfg: tuple[tuple[str, Path], ...] = ()  # (entry name, absolute 0600 file)
     emulator: Path | None = None  # the QEMU binary (qemu-kl); None: libvirt's default
+    remote_host: bool = False  # shares neither our files nor our loopback: no <log> file, the console is a stream
 
 
 def build_domain_xml(spec: GuestSpec, image: ImageArtifact, accel: AccelChoice, rt: DomainRuntime) -> str:
@@ -206,7 +209,8 @@ def _devices(image: ImageArtifact, rt: DomainRuntime) -> ET.Element:
         ET.SubElement(cd, "target", dev="hdc", bus="ide")
         ET.SubElement(cd, "readonly")
     serial = ET.SubElement(devs, "serial", type="pty")
-    ET.SubElement(serial, "log", file=str(rt.console_log), append="on")
+    if not rt.remote_host:  # console_log is a path on this machine, not on a remote host
+        ET.SubElement(serial, "log", file=str(rt.console_log), append="on")
     ET.SubElement(serial, "target", port="0")
     console = ET.SubElement(devs, "console", type="pty")
     ET.SubElement(console, "target", type="serial", port="0")

@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import socket
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from harness.virt.accel import AccelChoice
 from harness.virt.bounded import bounded
 from harness.virt.connection import is_no_domain, libvirt_error
 from harness.virt.console import ConsoleLog
+from harness.virt.console_stream import ConsolePump
 from harness.virt.domain_xml import DomainRuntime
 from harness.virt.metadata import RunMetadata, process_start
 from harness.virt.spec import GuestSpec
@@ -80,10 +82,14 @@ class Guest:
     Attributes the caller reads: ``name`` (libvirt domain name), ``ssh_port``,
     ``console`` (:class:`ConsoleLog`), ``accel`` (what ran and why),
     ``timings`` (seconds per step, for results), ``saved_image`` (after a save).
+    On a remote host (``runtime.remote_host``) the console file is filled by ``console_pump``, files
+    the domain reads go through ``stage`` (upload to the host's pool) and a save image is written in
+    that pool.
     """
 
     def __init__(self, conn: Any, spec: GuestSpec, image: ImageArtifact, accel: AccelChoice,
-                 runtime: DomainRuntime, workdir: Path, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> None:
+                 runtime: DomainRuntime, workdir: Path, timeouts: Timeouts = DEFAULT_TIMEOUTS,
+                 stage: Callable[[Path, str], Path] | None = None) -> None:
         self.conn = conn
         self.spec = spec
         self.image = image
@@ -95,6 +101,9 @@ class Guest:
         self.timings: dict[str, float] = {}
         self.saved_image: Path | None = None
         self.torn_down = False
+        self.stage = stage
+        self.console_pump = (ConsolePump(conn, runtime.name, runtime.console_log, timeout=timeouts.libvirt_call)
+                             if runtime.remote_host else None)
 
     @property
     def name(self) -> str:
@@ -180,6 +189,43 @@ class Guest:
                                      what=f"guest {self.name}: {what}", stopped=self.stopped_reason,
                                      hint=self.accel.slow_hint)
 
+    def start_attached(self, start: Callable[[int], object], paused_flag: int) -> None:
+        """Run a call that starts a QEMU process (create, restore, start) so that its console misses nothing.
+
+        ``start(flags)`` is the libvirt call; with a streamed console it is called with
+        ``paused_flag`` (VIR_DOMAIN_START_PAUSED, VIR_DOMAIN_SAVE_PAUSED), the console stream is
+        attached, and only then does the guest run.  A file console needs none of that.
+        """
+        if self.console_pump is None:
+            start(0)
+            return
+        start(paused_flag)
+        self.console_pump.attach()
+        dom = self.domain()
+        try:
+            bounded(dom.resume, timeout=self.timeouts.libvirt_call, what=f"resuming {self.name} after attaching "
+                    "its console")
+        except libvirt.libvirtError as err:
+            raise libvirt_error(err, f"resuming {self.name}") from err
+
+    def save_path(self) -> Path:
+        """Where a save image goes: the work directory here, the host's ``klharness`` pool on a remote host
+        (named after the run, so the run's end deletes it with the other staged files)."""
+        if self.runtime.remote_host:
+            from harness.virt.storage import POOL_PATH, run_volume
+
+            return Path(POOL_PATH) / run_volume("save", self.name, "saved.img")
+        return self.workdir / "saved.img"
+
+    def stage_fwcfg(self, entries: tuple[tuple[str, Path], ...]) -> tuple[tuple[str, Path], ...]:
+        """fw_cfg files as the host sees them: ours, or uploaded 0600 into a host that cannot read ours."""
+        if self.stage is None:
+            return entries
+        from harness.virt.storage import run_volume
+
+        stage = self.stage
+        return tuple((n, stage(p, run_volume("fw", self.name, p.name))) for n, p in entries)
+
     # -- ending it ---------------------------------------------------------------------------------
 
     def destroy(self) -> None:
@@ -223,12 +269,14 @@ class Guest:
     def teardown(self, *, keep_console: bool = False) -> None:
         """Destroy, undefine, remove files — in that order, each step tried even if one before failed.
 
-        The console is a file written by virtlogd, so there is nothing to
-        close.  Raises one VirtError listing every failed step.
+        The console is a file written by virtlogd (or by the pump, stopped first).
+        Raises one VirtError listing every failed step.
         """
         if self.torn_down:
             return
         errors: list[str] = []
+        if self.console_pump is not None:
+            self.console_pump.detach()
         for step, fn in (("destroy", self.destroy), ("undefine", self.undefine),
                          ("remove files", lambda: self.remove_files(keep_console))):
             try:

@@ -19,6 +19,7 @@ import libvirt
 
 from harness.errors import CapabilityError, ConfigError, GuestError, HostError, KlharnessError, VirtError
 from harness.images.artifact import ImageArtifact
+from harness.redact import redact_uri
 from harness.timeouts import DEFAULT_TIMEOUTS, Timeouts
 from harness.virt import fwcfg as fwcfg_files
 from harness.virt import ports
@@ -80,11 +81,13 @@ def launch(conn: Any, spec: GuestSpec, image: ImageArtifact, *, run_id: str,
         check_qemu_can_read(boot, f"image {image.name!r}")
     name = domain_name(run_id, spec.name)
     workdir = make_workdir(name, run_id, workdir_root)
+    remote = not is_local(uri)
+    if remote and stage is None:
+        raise HostError(f"guest {spec.name!r}: the host {redact_uri(uri)} shares no files with this machine, so "
+                        "its fw_cfg blobs must be staged (this is a bug: the run stages for every remote host)")
     guest: Guest | None = None
     try:
         entries = fwcfg_files.materialize([*spec.fwcfg, *fwcfg], workdir)
-        if stage is not None:  # a host that cannot read our files: fw_cfg blobs go through its pool, 0600
-            entries = tuple((n, stage(p, f"fw-{name}-{p.name}")) for n, p in entries)
         overlay = None
         if image.disk is not None:
             overlay = create_overlay(image.disk, workdir / "overlay.qcow2", timeout=timeouts.qemu_img)
@@ -92,10 +95,12 @@ def launch(conn: Any, spec: GuestSpec, image: ImageArtifact, *, run_id: str,
         meta = RunMetadata(run_id=run_id, guest=spec.name, spec_key=spec_key(spec), accel=accel.accel,
                            accel_reason=accel.reason, workdir=str(workdir))
         rt = DomainRuntime(name=name, ssh_port=ssh_port or 0, console_log=console, meta=meta, overlay=overlay,
-                           fwcfg=entries, emulator=emulator_for(spec))
-        guest = Guest(conn, spec, image, accel, rt, workdir, timeouts)
+                           emulator=emulator_for(spec), remote_host=remote)
+        guest = Guest(conn, spec, image, accel, rt, workdir, timeouts, stage=stage)
         if registry is not None:
             registry.add(guest)
+        # a host that cannot read our files: fw_cfg blobs go through its pool, 0600
+        guest.update_runtime(fwcfg=guest.stage_fwcfg(entries))
         guest.console.reset()
         _create_with_port_retry(guest, pinned_port=ssh_port)
         started = time.monotonic()
@@ -183,11 +188,14 @@ def _create_with_port_retry(guest: Guest, *, pinned_port: int | None) -> None:
 
 def _create(guest: Guest, xml: str) -> None:
     conn, t = guest.conn, guest.timeouts.create
+    paused = libvirt.VIR_DOMAIN_START_PAUSED
     if guest.spec.persistent:
         dom = bounded(lambda: conn.defineXML(xml), timeout=t, what=f"defining {guest.name}")
-        bounded(dom.create, timeout=t, what=f"starting {guest.name}")
+        guest.start_attached(lambda flags: bounded(lambda: dom.createWithFlags(flags), timeout=t,
+                                                   what=f"starting {guest.name}"), paused)
     else:
-        bounded(lambda: conn.createXML(xml, 0), timeout=t, what=f"creating {guest.name}")
+        guest.start_attached(lambda flags: bounded(lambda: conn.createXML(xml, flags), timeout=t,
+                                                   what=f"creating {guest.name}"), paused)
 
 
 def _forget_definition(guest: Guest) -> None:

@@ -98,8 +98,9 @@ def reset(guest: Guest, *, wait: bool = True, timeout: float | None = None) -> f
 
 
 def save(guest: Guest, path: Path | None = None) -> Path:
-    """Save the guest's memory to ``path`` (default: its work directory); the domain stops."""
-    dest = (path or guest.workdir / "saved.img").absolute()
+    """Save the guest's memory to ``path`` (default: its work directory, or the remote host's pool); the
+    domain stops."""
+    dest = (path or guest.save_path()).absolute()
     dom = guest.domain()
     start = time.monotonic()
     _call(guest, "saving", lambda: dom.save(str(dest)), guest.timeouts.save)
@@ -126,7 +127,7 @@ def restore(guest: Guest, path: Path | None = None, *, new_port: bool = False,
     entries = None
     if fwcfg is not None:
         gen = 1 + max((int(p.name.split("-")[1]) for _, p in guest.runtime.fwcfg), default=0)
-        entries = fwcfg_files.materialize(fwcfg, guest.workdir, generation=gen)
+        entries = guest.stage_fwcfg(fwcfg_files.materialize(fwcfg, guest.workdir, generation=gen))
     attempts = ports.ATTEMPTS if new_port else 1
 
     def attempt(_: int) -> float:
@@ -134,8 +135,9 @@ def restore(guest: Guest, path: Path | None = None, *, new_port: bool = False,
         xml = patch_for_restore(base_xml, ssh_port=port, fwcfg=entries)
         start = time.monotonic()
         try:
-            bounded(lambda: conn.restoreFlags(str(src), xml, 0), timeout=guest.timeouts.restore,
-                    what=f"restoring {guest.name}")
+            guest.start_attached(lambda flags: bounded(lambda: conn.restoreFlags(str(src), xml, flags),
+                                                       timeout=guest.timeouts.restore, what=f"restoring {guest.name}"),
+                                 libvirt.VIR_DOMAIN_SAVE_PAUSED)
         except libvirt.libvirtError as err:
             msg = err.get_error_message() or str(err)
             if cap := capability_error(err, guest.name):
@@ -174,7 +176,8 @@ def start(guest: Guest) -> float:
     _require_persistent(guest, "start")
     dom = guest.domain()
     begin = time.monotonic()
-    _call(guest, "starting", dom.create, guest.timeouts.restore)
+    guest.start_attached(lambda flags: _call(guest, "starting", lambda: dom.createWithFlags(flags),
+                                             guest.timeouts.restore), libvirt.VIR_DOMAIN_START_PAUSED)
     guest.timings["start"] = took = time.monotonic() - begin
     return took
 

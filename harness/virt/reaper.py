@@ -28,6 +28,8 @@ from harness.virt.connection import is_no_domain, libvirt_error
 from harness.virt.guest import UNDEFINE_FLAGS, WORKDIR_MARKER, runtime_root
 from harness.virt.metadata import DOMAIN_PREFIX, Reaped, RunMetadata, harness_alive
 from harness.virt.peer import reap_peers
+from harness.virt.simhost import reap_sim_hosts
+from harness.virt.storage import RUN_VOLUME_KINDS, delete_volumes, run_tags, run_volume_prefixes
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +57,11 @@ def reap(conn: Any, *, run_id: str | None = None, everything: bool = False, loca
     domain of that run.  ``everything``: every ``klh-*`` domain.
     """
     out: list[Reaped] = []
-    if local:  # peer daemons of dead runs first: their domains are not on ``conn``
+    if local:  # peer daemons and simulated hosts of dead runs first: their domains are not on ``conn``
         out += reap_peers((workdir_root or runtime_root()) / "peers", run_id=run_id, everything=everything,
                           timeouts=timeouts)
+        out += [Reaped(f"simulated remote host {name}", "", "its harness process is gone", ["stopped"])
+                for name in reap_sim_hosts()]
     try:
         doms = bounded(lambda: conn.listAllDomains(0), timeout=timeouts.libvirt_call, what="listing domains")
     except libvirt.libvirtError as err:
@@ -83,6 +87,41 @@ def reap(conn: Any, *, run_id: str | None = None, everything: bool = False, loca
     if local:
         out += _reap_workdirs(workdir_root or runtime_root(), run_id, everything,
                               skip={r.what for r in out})
+    else:
+        out += reap_volumes(conn, run_id=run_id, everything=everything)
+    return out
+
+
+def reap_volumes(conn: Any, *, run_id: str | None = None, everything: bool = False) -> list[Reaped]:
+    """A remote host's staged files of dead runs: fw_cfg blobs, save images and the run's tag.
+
+    Each run tags the pool with its owner (:func:`harness.virt.storage.tag_run`); a run whose owner
+    no longer runs is dead.  A run's volumes with no tag (it died before tagging) go only by
+    ``run_id`` or ``everything``: nothing is deleted that is not provably a dead run's.
+    """
+    out: list[Reaped] = []
+    for tagged_run, owner in sorted(run_tags(conn).items()):
+        meta = RunMetadata(run_id=tagged_run, guest="", spec_key="", harness_pid=int(owner.get("pid", 0)),
+                           pid_start=str(owner.get("pid_start", "")), host=str(owner.get("host", "")))
+        reason = _select(meta, f"{DOMAIN_PREFIX}{tagged_run}-", run_id, everything)
+        if reason is None:
+            continue
+        item = Reaped(f"staged volumes of run {tagged_run}", tagged_run, reason)
+        try:
+            gone = delete_volumes(conn, run_volume_prefixes(tagged_run))
+            item.actions.append(f"deleted {len(gone)} volumes")
+        except VirtError as err:
+            item.errors.append(str(err))
+        out.append(item)
+    if run_id is not None and run_id not in {r.run_id for r in out}:
+        gone = delete_volumes(conn, run_volume_prefixes(run_id))
+        if gone:
+            out.append(Reaped(f"staged volumes of run {run_id}", run_id, f"run id {run_id}",
+                              [f"deleted {len(gone)} volumes"]))
+    elif everything:
+        gone = delete_volumes(conn, tuple(f"{kind}-{DOMAIN_PREFIX}" for kind in RUN_VOLUME_KINDS))
+        if gone:
+            out.append(Reaped("untagged staged volumes", "", "--all", [f"deleted {len(gone)} volumes"]))
     return out
 
 

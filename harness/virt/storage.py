@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -27,6 +28,57 @@ log = logging.getLogger(__name__)
 POOL_NAME = "klharness"
 POOL_PATH = "/var/lib/libvirt/images/klharness"
 STAGED_FEATURE = "staged"  # ImageArtifact.features: paths are the host's, not ours
+RUN_VOLUME_KINDS = ("fw", "save", "tag")  # a run's own volumes: fw_cfg blobs, save images, its owner tag
+OWNER_TAG = "owner.json"
+
+
+def run_volume(kind: str, domain: str, name: str) -> str:
+    """A run's own volume (``fw``: a fw_cfg blob, ``save``: a save image), named so that the run's end can
+    find it: ``<kind>-<domain>-<name>``, and the domain is ``klh-<run>-<guest>``."""
+    return f"{kind}-{domain}-{name}"
+
+
+def run_volume_prefixes(run_id: str) -> tuple[str, ...]:
+    """The name prefixes of every volume :func:`run_volume` makes for run ``run_id``."""
+    return tuple(f"{kind}-klh-{run_id}-" for kind in RUN_VOLUME_KINDS)
+
+
+def tag_run(conn: Any, run_id: str, owner: dict[str, Any], scratch: Path) -> None:
+    """Upload the run's owner tag (``tag-klh-<run>-owner.json``: run id, harness pid and start, hostname),
+    so that a later cleanup can tell a dead run's volumes from a live one's (the reaper reads it)."""
+    path = scratch / f"tag-{run_id}.json"
+    path.write_text(json.dumps(owner) + "\n")
+    stage_file(conn, path, run_volume("tag", f"klh-{run_id}", OWNER_TAG), mode=0o600)
+
+
+def run_tags(conn: Any) -> dict[str, dict[str, Any]]:
+    """Every run tag on the host's pool: run id -> its owner (an unreadable tag maps to {})."""
+    try:
+        pool = conn.storagePoolLookupByName(POOL_NAME)
+        pool.refresh(0)
+        vols = pool.listAllVolumes(0)
+    except libvirt.libvirtError:
+        return {}
+    tags: dict[str, dict[str, Any]] = {}
+    head, tail = "tag-klh-", f"-{OWNER_TAG}"
+    for vol in vols:
+        name = vol.name()
+        if name.startswith(head) and name.endswith(tail):
+            try:
+                tags[name[len(head):-len(tail)]] = json.loads(_download(conn, vol))
+            except (libvirt.libvirtError, ValueError):
+                tags[name[len(head):-len(tail)]] = {}
+    return tags
+
+
+def _download(conn: Any, vol: Any, limit: int = 65536) -> bytes:
+    size = min(int(vol.info()[1]), limit)
+    stream = conn.newStream(0)
+    vol.download(stream, 0, size, 0)
+    chunks: list[bytes] = []
+    stream.recvAll(lambda _st, data, acc: acc.append(data), chunks)
+    stream.finish()
+    return b"".join(chunks)
 
 
 def ensure_pool(conn: Any) -> Any:
@@ -83,8 +135,8 @@ def stage_file(conn: Any, local: Path, volume: str, *, mode: int = 0o644) -> Pat
     return Path(vol.path())
 
 
-def delete_volumes(conn: Any, prefix: str) -> list[str]:
-    """Delete the pool's volumes whose names start with ``prefix`` (a run's fw_cfg blobs).
+def delete_volumes(conn: Any, prefix: str | tuple[str, ...]) -> list[str]:
+    """Delete the pool's volumes whose names start with ``prefix`` (a run's fw_cfg blobs and save images).
 
     Raises VirtError naming what is left: these blobs can hold the per-VM secret.
     """
@@ -97,7 +149,10 @@ def delete_volumes(conn: Any, prefix: str) -> list[str]:
                 vol.delete(0)
                 gone.append(vol.name())
     except libvirt.libvirtError as err:
-        raise VirtError(f"deleting the volumes {prefix}* of pool {POOL_NAME} failed after {len(gone)}: "
+        if err.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_POOL:
+            return gone  # nothing was ever staged on this host
+        shown = "|".join(prefix) if isinstance(prefix, tuple) else prefix
+        raise VirtError(f"deleting the volumes {shown}* of pool {POOL_NAME} failed after {len(gone)}: "
                         f"{err.get_error_message()} (delete them with virsh vol-delete --pool {POOL_NAME})") from err
     return gone
 
