@@ -109,9 +109,9 @@ def test_a_failing_teardown_step_skips_nothing_and_is_recorded(monkeypatch: pyte
     assert calls == ["delete", "delete", "peers"]  # both hosts tried, and the peers stopped after them
     record = s.recorder.snapshot()
     assert record["status"] == "complete"
-    assert record["teardown_errors"] == [
-        "delete staged files (fw_cfg blobs, save images) on lab1: VirtError: deleting the volumes fw-klh-x-* failed: pool gone",
-        "delete staged files (fw_cfg blobs, save images) on lab2: VirtError: deleting the volumes fw-klh-x-* failed: pool gone"]
+    failure = "VirtError: deleting the volumes fw-klh-x-* failed: pool gone"
+    assert record["teardown_errors"] == [f"delete staged files (fw_cfg blobs, save images) on {h}: {failure}"
+                                         for h in ("lab1", "lab2")]
 
 
 class FakeGuest:

@@ -71,13 +71,17 @@ class HostLink:
 
     def _open(self) -> Session:
         t = self.target
-        pinned = t.pinned_keys()
-        key = t.private_key()
-        try:
+        try:  # reachability first: an unreachable host is that, whatever its key files say
             sock = socket.create_connection((t.host, t.port), timeout=self.timeouts.ssh_banner)
         except OSError as err:
             raise HostError(f"host {t.where} unreachable over SSH: {err} (is the host up and its sshd listening on "
                             f"port {t.port}?)") from err
+        try:
+            pinned = t.pinned_keys()
+            key = t.private_key()
+        except HostError:
+            sock.close()
+            raise
         transport = paramiko.Transport(sock)
         transport.banner_timeout = self.timeouts.ssh_banner
         transport.handshake_timeout = self.timeouts.ssh_banner

@@ -1,0 +1,201 @@
+"""A guest on a host that shares nothing with this machine but an SSH port (scripts/sim-remote-host).
+
+What is checked, each against the simulated lab host: the console arrives over libvirt's stream from
+its first byte and keeps growing across a save and restore (a new QEMU process); the guest's SSH
+forward is reached only through the host's SSH; kernel, initrd, fw_cfg blobs and the save image live in
+the host's pool and are gone after the run's cleanup; a dead run's staged volumes are reaped; and the
+faults a lab meets (unreachable host, wrong key, unknown host key, no libvirt, a full disk, a dropped
+SSH link, a libvirtd restart) each end in an error that says which and what to do.
+"""
+
+from __future__ import annotations
+
+import functools
+import socket
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import libvirt
+import pytest
+from virt_support import obtain_mini_image
+
+from harness.errors import HostError, VirtError
+from harness.guest.ssh import Session, generate_keypair
+from harness.host.link import HostLink
+from harness.images.artifact import FWCFG_AUTHORIZED_KEY
+from harness.ssh_target import SshTarget
+from harness.timeouts import Timeouts
+from harness.virt import lifecycle
+from harness.virt.connection import connect, connect_resilient
+from harness.virt.launch import launch
+from harness.virt.reaper import reap
+from harness.virt.simhost import SimHost, start_sim_host, stop_run_sim_hosts
+from harness.virt.spec import FwCfgEntry, GuestSpec
+from harness.virt.storage import (
+    POOL_NAME,
+    delete_volumes,
+    ensure_pool,
+    run_tags,
+    run_volume_prefixes,
+    stage_file,
+    stage_image,
+    tag_run,
+)
+
+pytestmark = pytest.mark.integration
+
+RUN_ID = "20261208-000000-rh01"
+TIMEOUTS = Timeouts()
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[SimHost]:
+    host = start_sim_host(RUN_ID, "lab", timeouts=TIMEOUTS)
+    try:
+        yield host
+    finally:
+        assert stop_run_sim_hosts(RUN_ID) == []
+
+
+@pytest.fixture(scope="module")
+def link(sim: SimHost) -> Iterator[HostLink]:
+    target = SshTarget.from_uri(sim.uri)
+    assert target is not None
+    hl = HostLink(target, TIMEOUTS)
+    yield hl
+    hl.close()
+
+
+@pytest.fixture(scope="module")
+def remote_conn(sim: SimHost) -> Iterator[Any]:
+    conn = connect_resilient(sim.uri)
+    yield conn
+    conn.close()
+
+
+def volumes(conn: Any) -> list[str]:
+    try:
+        pool = conn.storagePoolLookupByName(POOL_NAME)
+    except libvirt.libvirtError:
+        return []
+    pool.refresh(0)
+    return sorted(v.name() for v in pool.listAllVolumes(0))
+
+
+def test_a_guest_runs_there_with_its_console_streamed_and_ssh_through_the_host(
+        sim: SimHost, link: HostLink, remote_conn: Any, tmp_path: Path) -> None:
+    image = stage_image(remote_conn, obtain_mini_image())
+    keys = generate_keypair(tmp_path / "ssh", "klh-remote-test")
+    console = tmp_path / "console.log"
+    spec = GuestSpec(name="remote1", vcpus=1, memory_mib=256)
+    guest = launch(remote_conn, spec, image, run_id=RUN_ID, console_log=console, timeouts=TIMEOUTS,
+                   fwcfg=[FwCfgEntry(FWCFG_AUTHORIZED_KEY, text=keys.public_line + "\n")],
+                   stage=functools.partial(stage_file, remote_conn, mode=0o600))
+    try:
+        xml = guest.live_xml()
+        assert "<log " not in xml, "a remote host's serial must not log to a path of ours"
+        first = console.read_bytes()
+        assert first.lstrip().startswith(b"Linux version") or b"Linux version" in first[:2000], first[:300]
+        # This machine's loopback has nothing on the guest's port: the forward lives on the host's.
+        with pytest.raises(OSError), socket.create_connection(("127.0.0.1", guest.ssh_port), timeout=2) as s:
+            s.settimeout(2)
+            assert not s.recv(4).startswith(b"SSH-")
+        assert image.host_key is not None
+        with Session.connect("127.0.0.1", guest.ssh_port, user="root", key=keys, host_key=image.host_key,
+                             timeouts=TIMEOUTS, deadline=60.0, dial=link.dial) as session:
+            assert session.run(["cat", "/proc/sys/kernel/hostname"], check=True).stdout.strip()
+        staged = volumes(remote_conn)
+        assert any(v.startswith(f"fw-{guest.name}-") for v in staged), staged
+        # A new QEMU process: the console is attached again before the guest runs, and appends.
+        before = console.stat().st_size
+        saved = lifecycle.save(guest)
+        assert str(saved).startswith("/var/lib/libvirt/images/klharness/save-"), saved
+        lifecycle.restore(guest)
+        with Session.connect("127.0.0.1", guest.ssh_port, user="root", key=keys, host_key=image.host_key,
+                             timeouts=TIMEOUTS, deadline=60.0, dial=link.dial) as session:
+            session.run("echo after-restore > /dev/console", check=True)
+        guest.wait_for_console("after-restore", after=before, timeout=30, what="echo after restore")
+        assert console.stat().st_size > before
+    finally:
+        guest.teardown()
+    assert guest.name not in [d.name() for d in remote_conn.listAllDomains(0)]
+    assert delete_volumes(remote_conn, run_volume_prefixes(RUN_ID))  # the run's end: its fw_cfg and save
+    assert not [v for v in volumes(remote_conn) if v.startswith(run_volume_prefixes(RUN_ID))]
+
+
+def test_the_reaper_removes_a_dead_runs_staged_volumes_only(remote_conn: Any, tmp_path: Path) -> None:
+    blob = tmp_path / "blob"
+    blob.write_bytes(b"secret")
+    dead, live = "20261208-000000-dead", "20261208-000000-live"
+    tag_run(remote_conn, dead, {"run_id": dead, "pid": 2**22 - 3, "pid_start": "1", "host": socket.gethostname()},
+            tmp_path)
+    tag_run(remote_conn, live, {"run_id": live, "pid": 1, "pid_start": "x", "host": "another-machine"}, tmp_path)
+    stage_file(remote_conn, blob, f"fw-klh-{dead}-g-klemu.conf", mode=0o600)
+    stage_file(remote_conn, blob, f"fw-klh-{live}-g-klemu.conf", mode=0o600)
+    assert {dead, live} <= set(run_tags(remote_conn))
+    try:
+        reaped = reap(remote_conn, local=False)
+        assert [r.run_id for r in reaped if r.what.startswith("staged")] == [dead]
+        left = volumes(remote_conn)
+        assert not [v for v in left if dead in v] and f"fw-klh-{live}-g-klemu.conf" in left
+    finally:
+        delete_volumes(remote_conn, run_volume_prefixes(live) + run_volume_prefixes(dead))
+
+
+def test_ssh_link_faults_say_which(sim: SimHost, tmp_path: Path) -> None:
+    target = SshTarget.from_uri(sim.uri)
+    assert target is not None
+    with socket.socket() as s:  # a port with nothing behind it
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    with pytest.raises(HostError, match="unreachable over SSH"):
+        HostLink(replace(target, port=closed), TIMEOUTS).session()
+    other = generate_keypair(tmp_path / "other", "not-authorized")
+    with pytest.raises(HostError, match="was refused"):
+        HostLink(replace(target, keyfile=other.private_path), TIMEOUTS).session()
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    with pytest.raises(HostError, match=r"not in .*never accepts an unknown host key"):
+        HostLink(replace(target, known_hosts=empty), TIMEOUTS).session()
+    wrong = tmp_path / "wrong_known_hosts"
+    wrong.write_text(f"[127.0.0.1]:{sim.port} {other.public_line}\n")
+    with pytest.raises(HostError, match="host key mismatch"):
+        HostLink(replace(target, known_hosts=wrong), TIMEOUTS).session()
+
+
+def test_a_dropped_link_reconnects_once(link: HostLink) -> None:
+    first = link.session()
+    first.close()  # the connection drops under the harness
+    assert link.run(["true"], check=True).ok
+    assert link.reconnects == 1
+
+
+def test_a_full_host_disk_is_named(sim: SimHost, link: HostLink, remote_conn: Any, tmp_path: Path) -> None:
+    blob = tmp_path / "big"
+    blob.write_bytes(b"\0" * (2 << 20))
+    ensure_pool(remote_conn)
+    # its disk: what is used now plus 1 MiB (a tmpfs cannot shrink below what it holds)
+    link.run("used=$(df --output=used -k /var/lib/libvirt | tail -1); "
+             "mount -o remount,size=$((used + 1024))k /var/lib/libvirt", check=True)
+    try:
+        with pytest.raises(VirtError, match=r"uploading .*big.* No space left|uploading .*big.*space"):
+            stage_file(remote_conn, blob, "fw-klh-probe-b", mode=0o600)
+    finally:
+        link.run("mount -o remount,size=50% /var/lib/libvirt", check=True)
+        delete_volumes(remote_conn, "fw-klh-probe-")
+
+
+def test_no_libvirt_then_a_restart(sim: SimHost, link: HostLink) -> None:
+    conn = connect_resilient(sim.uri, reconnect_timeout=30)
+    try:
+        link.run("pkill -x libvirtd; for i in $(seq 50); do pgrep -x libvirtd || break; sleep 0.1; done; true",
+                 check=True)
+        with pytest.raises(HostError, match=r"cannot connect to libvirt at qemu\+libssh"):
+            connect(sim.uri, timeout=20)
+        link.run("libvirtd -d", check=True)
+        assert conn.getHostname() == sim.name  # the old connection came back by itself
+    finally:
+        link.run("pgrep -x libvirtd >/dev/null || libvirtd -d", check=True)
+        conn.close()
