@@ -190,12 +190,16 @@ def test_a_full_host_disk_is_named(sim: SimHost, link: HostLink, remote_conn: An
 def test_no_libvirt_then_a_restart(sim: SimHost, link: HostLink) -> None:
     conn = connect_resilient(sim.uri, reconnect_timeout=30)
     try:
-        link.run("pkill -x libvirtd; for i in $(seq 50); do pgrep -x libvirtd || break; sleep 0.1; done; true",
-                 check=True)
+        # Its own pid file (its /run is its own); never pkill: the simulated host shares this machine's pids.
+        link.run("pid=$(cat /run/libvirtd.pid); kill $pid; "
+                 "for i in $(seq 50); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done", check=True)
         with pytest.raises(HostError, match=r"cannot connect to libvirt at qemu\+libssh"):
             connect(sim.uri, timeout=20)
         link.run("libvirtd -d", check=True)
         assert conn.getHostname() == sim.name  # the old connection came back by itself
+        here = connect("qemu:///system", timeout=20)  # and this machine's daemon was never touched
+        assert here.getHostname() == socket.gethostname()
+        here.close()
     finally:
-        link.run("pgrep -x libvirtd >/dev/null || libvirtd -d", check=True)
+        link.run("kill -0 $(cat /run/libvirtd.pid 2>/dev/null) 2>/dev/null || libvirtd -d", check=True)
         conn.close()
