@@ -12,10 +12,12 @@ CPUID *enabled*, which cannot change anything), and every probe is bounded.
 The result is one JSON-able dict (schema ``klharness.hostcheck``) so the run
 record can embed it; :func:`render_text` is the human form.
 
-Remote libvirt URIs: only what libvirt itself reports (versions, domain
-capabilities, which CPU feature names its cpu_map knows) can be read from
-here; the host's own CPUID, kernel and KVM facts need ``klharness
-host-check`` run on the lab host itself, and the report says so.
+Remote libvirt URIs: libvirt itself reports versions, domain capabilities and
+which CPU feature names its cpu_map knows.  The host's own CPUID, kernel, KVM
+and QEMU facts are read on that host over its SSH link when there is one
+(:mod:`harness.host.remote_facts`: ``qemu+ssh://`` and ``qemu+libssh://``
+URIs); without one (``qemu+tls://``) the report says to run ``klharness
+host-check`` on the lab host itself.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ import gzip
 import json
 import os
 import platform
-import re
 import shutil
 import struct
 import time
@@ -36,29 +37,45 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from harness import cbuild, proc
 from harness.errors import KlharnessError
 from harness.host import facts as hostfacts
+from harness.host.factparse import KCONFIG_OPTIONS as KCONFIG_OPTIONS
+from harness.host.factparse import KLOG_PATTERN as KLOG_PATTERN
+from harness.host.factparse import MITIGATION_FILES as MITIGATION_FILES
+from harness.host.factparse import (
+    cpu_summary,
+    cpuid_from_probe,
+    crypto_facts_from,
+    kernel_config_from,
+    kernel_config_missing,
+    kernel_log_from,
+    kvm_facts_from,
+    module_support_from,
+    qemu_facts_from,
+    regs_dict,
+)
+from harness.host.factparse import parse_cpu_flags as parse_cpu_flags
+from harness.host.remote_facts import read_remote_host
 from harness.kl.cpuid import CPUID7_ECX_KL, Regs
-from harness.kl.observations import parse_probe_output
 from harness.redact import redact_uri
 from harness.timeouts import active as active_timeouts
 from harness.virt import capcache
-from harness.virt.accel import HARDWARE_KVM_MODULES, SOFTWARE_KVM_MODULES, kvm_usability, loaded_modules
+from harness.virt.accel import loaded_modules
 from harness.virt.spec import DEFAULT_KL_FEATURE_NAME
+
+if TYPE_CHECKING:
+    from harness.host.link import HostLink
 
 SCHEMA = "klharness.hostcheck"
 SCHEMA_VERSION = 1
 
 # Names a patched QEMU/libvirt might give CPUID.(7,0):ECX[23]; the configured name is added.
 KL_FEATURE_NAMES = ("keylocker", "kl", "aes-kl", "aeskl", "key-locker", "aeskle", "widekl")
-KCONFIG_OPTIONS = ("CONFIG_X86_KEYLOCKER", "CONFIG_X86_KL", "CONFIG_CRYPTO_AES_KL")
-KLOG_PATTERN = re.compile(r"key ?locker|aes-?kl|iwkey|loadiwkey|x86/kl\b|klhelper", re.IGNORECASE)
 VULN_DIR = Path("/sys/devices/system/cpu/vulnerabilities")
-MITIGATION_FILES = {"gds": "gather_data_sampling", "rfds": "reg_file_data_sampling"}
 
 # <linux/kvm.h>: KVM_GET_SUPPORTED_CPUID = _IOWR(KVMIO, 0x05, struct kvm_cpuid2); entries are 40 bytes.
 KVM_GET_API_VERSION = 0xAE00
@@ -77,24 +94,9 @@ def cpuid_facts(klprobe: Callable[[], Path] = lambda: cbuild.build("klprobe")) -
     """Host CPUID leaf 7 and 0x19, read by ``klprobe cpuid --backend native`` and decoded by name."""
     try:
         out = proc.run([klprobe(), "cpuid", "--backend", "native"], timeout=active_timeouts().tool).stdout
-        doc = parse_probe_output(out, "klprobe cpuid")
+        return cpuid_from_probe(out, "klprobe cpuid")
     except KlharnessError as err:
         return {"ok": False, "error": str(err)}
-    cpu = doc.hardware_cpu
-    kl = cpu.kl
-    return {
-        "ok": True, "vendor": cpu.vendor, "hypervisor": cpu.hypervisor, "max_leaf": cpu.max_leaf,
-        "aesni": cpu.aesni, "leaf7_ecx": cpu.leaf7.ecx,
-        "leaf19": None if cpu.leaf19 is None else _regs(cpu.leaf19),
-        "kl": kl.kl, "leaf19_present": kl.leaf19_present, "aeskle": kl.aeskle, "wide": kl.wide,
-        "backup": kl.backup, "restrictions": sorted(kl.restrictions), "nobackup": kl.nobackup,
-        "random_keysource": kl.random_keysource, "reserved_bits_set": kl.reserved_bits_set, "usable": kl.usable,
-        "probe_backend": doc.backend, "probe_reason": doc.backend_reason,
-    }
-
-
-def _regs(r: Regs) -> dict[str, int]:
-    return {"eax": r.eax, "ebx": r.ebx, "ecx": r.ecx, "edx": r.edx}
 
 
 # -- kernel ------------------------------------------------------------------------------------------------
@@ -104,31 +106,16 @@ def kernel_config(release: str | None = None, *, boot: Path = Path("/boot"),
     """KL options of the running kernel's config: ``y``/``m``, ``n`` (is not set) or ``absent``
     (the option does not exist in this kernel: a kernel without the KL series)."""
     release = release or platform.release()
-    text: str | None = None
-    source = None
     tried = []
     for path in (boot / f"config-{release}", proc_config):
         tried.append(str(path))
         try:
             raw = path.read_bytes()
             text = (gzip.decompress(raw) if path.suffix == ".gz" else raw).decode(errors="replace")
-            source = str(path)
-            break
         except (OSError, EOFError, gzip.BadGzipFile):
             continue
-    if text is None:
-        return {"source": None, "options": {o: "unknown" for o in KCONFIG_OPTIONS},
-                "reason": f"no kernel config found (tried {', '.join(tried)}; /proc/config.gz needs "
-                          "CONFIG_IKCONFIG_PROC)"}
-    return {"source": source, "options": {o: _kconfig_value(text, o) for o in KCONFIG_OPTIONS}, "reason": None}
-
-
-def _kconfig_value(text: str, option: str) -> str:
-    if m := re.search(rf"^{option}=(\S+)$", text, re.MULTILINE):
-        return m.group(1)
-    if re.search(rf"^# {option} is not set$", text, re.MULTILINE):
-        return "n"
-    return "absent"
+        return kernel_config_from(text, str(path))
+    return kernel_config_missing(tried)
 
 
 def module_support(release: str | None = None, *, proc_dir: Path = Path("/proc"),
@@ -136,13 +123,12 @@ def module_support(release: str | None = None, *, proc_dir: Path = Path("/proc")
     """Can an out-of-tree module (klhelper) be built and loaded on this kernel?"""
     release = release or platform.release()
     disabled_file = proc_dir / "sys" / "kernel" / "modules_disabled"
-    supported = (proc_dir / "modules").exists() or disabled_file.exists()
-    disabled = None
-    with contextlib.suppress(OSError, ValueError):
-        disabled = int(disabled_file.read_text().strip()) != 0
+    disabled_text = None
+    with contextlib.suppress(OSError):
+        disabled_text = disabled_file.read_text()
     build = lib_modules / release / "build"
-    return {"supported": supported, "disabled": disabled,
-            "headers": str(build) if (build / "Makefile").exists() else None, "headers_path": str(build)}
+    return module_support_from(proc_modules=(proc_dir / "modules").exists(), disabled_file=disabled_file.exists(),
+                               disabled_text=disabled_text, build=str(build), headers=(build / "Makefile").exists())
 
 
 def kernel_log(run: Callable[[list[str]], proc.CommandResult] | None = None) -> dict[str, Any]:
@@ -155,12 +141,7 @@ def kernel_log(run: Callable[[list[str]], proc.CommandResult] | None = None) -> 
         res = run(["dmesg"])
     except (KlharnessError, OSError) as err:
         return {"readable": False, "reason": f"dmesg did not run: {err}", "lines": []}
-    if res.returncode != 0:
-        why = (res.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"readable": False, "lines": [],
-                "reason": f"dmesg exited {res.returncode}: {why} (kernel.dmesg_restrict=1? run as root)"}
-    lines = [ln.strip() for ln in res.stdout.splitlines() if KLOG_PATTERN.search(ln)]
-    return {"readable": True, "reason": None, "lines": lines[-40:]}
+    return kernel_log_from(res.returncode, res.stdout, res.stderr)
 
 
 def crypto_kl_drivers(proc_crypto: Path = Path("/proc/crypto")) -> dict[str, Any]:
@@ -169,12 +150,7 @@ def crypto_kl_drivers(proc_crypto: Path = Path("/proc/crypto")) -> dict[str, Any
         text = proc_crypto.read_text()
     except OSError as err:
         return {"readable": False, "reason": f"{proc_crypto}: {err.strerror}", "drivers": []}
-    found = []
-    for block in text.split("\n\n"):
-        fields = {k.strip(): v.strip() for k, _, v in (ln.partition(":") for ln in block.splitlines())}
-        if any("aeskl" in fields.get(k, "") for k in ("name", "driver", "module")):
-            found.append(fields.get("driver") or fields.get("name", "?"))
-    return {"readable": True, "reason": None, "drivers": sorted(set(found))}
+    return crypto_facts_from(text)
 
 
 def mitigations(vuln_dir: Path = VULN_DIR) -> dict[str, str | None]:
@@ -210,7 +186,7 @@ def kvm_supported_cpuid(dev_kvm: Path = Path("/dev/kvm")) -> dict[str, Any]:
     return {"ok": True, "api_version": api, "entries": len(entries),
             "leaf7_ecx": leaf7.ecx if leaf7 else None,
             "kl": bool(leaf7 and leaf7.ecx & CPUID7_ECX_KL),
-            "leaf19": None if leaf19 is None else _regs(leaf19)}
+            "leaf19": None if leaf19 is None else regs_dict(leaf19)}
 
 
 def parse_kvm_cpuid(buf: bytes) -> dict[tuple[int, int], Regs]:
@@ -225,12 +201,7 @@ def parse_kvm_cpuid(buf: bytes) -> dict[tuple[int, int], Regs]:
 
 def kvm_facts(modules: set[str] | None = None, dev_kvm: Path = Path("/dev/kvm")) -> dict[str, Any]:
     mods = loaded_modules() if modules is None else modules
-    usable, why = kvm_usability(mods, dev_kvm)
-    backed = [m for m in (*HARDWARE_KVM_MODULES, *SOFTWARE_KVM_MODULES) if m in mods]
-    facts: dict[str, Any] = {"dev_kvm": dev_kvm.exists(), "modules": backed, "usable": usable, "reason": why}
-    facts["supported_cpuid"] = kvm_supported_cpuid(dev_kvm) if facts["dev_kvm"] else \
-        {"ok": False, "error": f"{dev_kvm} does not exist"}
-    return facts
+    return kvm_facts_from(mods, dev_kvm, kvm_supported_cpuid(dev_kvm) if dev_kvm.exists() else None)
 
 
 # -- QEMU and libvirt ----------------------------------------------------------------------------------------
@@ -241,13 +212,11 @@ def qemu_facts(binary: str | None, names: tuple[str, ...]) -> dict[str, Any]:
     if binary is None:
         return {"ok": False, "error": "qemu-system-x86_64 not found (install qemu-system-x86)"}
     try:
-        version = proc.run([binary, "--version"], timeout=active_timeouts().tool).stdout.splitlines()[0].strip()
-        version = version.removeprefix("QEMU emulator version ")
-        flags = parse_cpu_flags(proc.run([binary, "-cpu", "help"], timeout=active_timeouts().tool).stdout)
+        version = proc.run([binary, "--version"], timeout=active_timeouts().tool).stdout
+        cpu_help = proc.run([binary, "-cpu", "help"], timeout=active_timeouts().tool).stdout
+        return qemu_facts_from(binary, version, cpu_help, names)
     except (KlharnessError, IndexError) as err:
         return {"ok": False, "binary": binary, "error": f"{binary} did not answer: {err}"}
-    return {"ok": True, "binary": binary, "version": version, "cpu_flags": len(flags),
-            "kl_names": sorted(n for n in names if n in flags), "looked_for": list(names)}
 
 
 def vmm_facts() -> dict[str, Any]:
@@ -263,12 +232,6 @@ def vmm_facts() -> dict[str, Any]:
     except KlharnessError as err:
         return {"built": True, **build.to_dict(), "kl_names": [], "reason": f"{build.binary} did not answer: {err}"}
     return {"built": True, **build.to_dict(), "kl_names": sorted(n for n in flags if n.startswith("keylocker"))}
-
-
-def parse_cpu_flags(help_text: str) -> set[str]:
-    """The words after ``Recognized CPUID flags:`` in ``qemu-system-x86_64 -cpu help``."""
-    _, found, tail = help_text.partition("Recognized CPUID flags:")
-    return set(tail.split()) if found else set()
 
 
 def libvirt_host_facts(conn: Any, names: tuple[str, ...], *, timeout: float | None = None) -> dict[str, Any]:
@@ -373,10 +336,8 @@ def feature_names(configured: str | None) -> tuple[str, ...]:
 
 def local_facts(names: tuple[str, ...], *, qemu_binary: str | None = None) -> dict[str, Any]:
     """Every fact read on this machine itself (no libvirt)."""
-    cpu = hostfacts.cpu_model()
     facts: dict[str, Any] = {
-        "cpu": {"vendor": cpu.get("vendor_id"), "model": cpu.get("model name"), "microcode": cpu.get("microcode"),
-                "flags_cpuid_fault": cpu.get("cpuid_fault") == "yes" if "cpuid_fault" in cpu else None},
+        "cpu": cpu_summary(hostfacts.cpu_model()),
         "cpuid": cpuid_facts(),
         "kernel": {"release": platform.release(), "config": kernel_config(), "modules": module_support()},
         "kernel_log": kernel_log(),
@@ -393,12 +354,14 @@ def local_facts(names: tuple[str, ...], *, qemu_binary: str | None = None) -> di
 
 def host_check(conn: Any | None = None, *, uri: str | None = None,
                feature_name: str | None = DEFAULT_KL_FEATURE_NAME, local: bool | None = None,
-               libvirt_error: str | None = None) -> dict[str, Any]:
+               libvirt_error: str | None = None, link: HostLink | None = None) -> dict[str, Any]:
     """The host check as one JSON-able dict (facts + verdicts); for the CLI and the run record.
 
     ``conn`` is an open libvirt connection, or None: then ``libvirt_error``
     says why there is none (a failed connect), else libvirt is "not checked".
     ``local`` defaults to "the URI names this host" (True without a URI).
+    ``link`` is the SSH link to a remote host: its own facts are read there
+    (without one only what libvirt reports is known of a remote host).
     """
     from harness.host.verdict import verdicts
     from harness.virt.connection import is_local
@@ -417,13 +380,23 @@ def host_check(conn: Any | None = None, *, uri: str | None = None,
         report["libvirt"] = libvirt_host_facts(conn, names)
     else:
         report["libvirt"] = {"ok": False, "error": libvirt_error or "libvirt not checked (no connection)"}
+    emulator = None
+    for dt in report["libvirt"].get("domain_types", {}).values():
+        emulator = emulator or dt.get("emulator")
     if local:
-        emulator = None
-        for dt in report["libvirt"].get("domain_types", {}).values():
-            emulator = emulator or dt.get("emulator")
         report.update(local_facts(names, qemu_binary=emulator))
+        report["verdicts"] = verdicts(report)
+        return report
+    report["hostname"] = report["libvirt"].get("hostname") or urlsplit(uri or "").hostname
+    if link is not None:
+        remote = read_remote_host(link, names, qemu_binary=emulator)
+        report.update(remote.facts)
+        report["hostname"] = remote.hostname or report["hostname"]
+        report["facts_from"] = {"via": "ssh", "where": remote.where}
+        report["remote_note"] = (f"the host's CPUID, kernel, KVM and QEMU facts were read over SSH from "
+                                 f"{remote.where}; KVM_GET_SUPPORTED_CPUID (an ioctl on /dev/kvm) cannot be read "
+                                 "that way")
     else:
-        report["hostname"] = report["libvirt"].get("hostname") or urlsplit(uri or "").hostname
         report["remote_note"] = (f"remote URI {uri}: only libvirt-visible facts were read; for the host's CPUID, "
                                  "kernel, KVM and QEMU facts run `klharness host-check --json` on the lab host "
                                  "itself and send that file along")
@@ -431,12 +404,13 @@ def host_check(conn: Any | None = None, *, uri: str | None = None,
     return report
 
 
-def run_facts(conn: Any | None) -> dict[str, Any]:
+def run_facts(conn: Any | None, link: HostLink | None = None) -> dict[str, Any]:
     """What a run records about a host: the facts of :mod:`harness.host.facts` and the host check (or why
-    it could not be made: a run goes on without it)."""
+    it could not be made: a run goes on without it).  ``link``: the SSH link to a remote host, whose own
+    facts are then read there."""
     facts = hostfacts.collect(conn)
     try:
-        facts["host_check"] = host_check(conn)
+        facts["host_check"] = host_check(conn, link=link)
     except KlharnessError as err:
         facts["host_check"] = {"error": str(err)}
     return facts

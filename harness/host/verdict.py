@@ -31,14 +31,21 @@ BACKENDS = {
 }
 
 
+def has_host_facts(report: dict[str, Any]) -> bool:
+    """Whether the report holds the host's own CPU, kernel and KVM facts: read here, or on a remote host over
+    its SSH link (``facts_from``)."""
+    return report.get("scope") == "local" or report.get("facts_from", {}).get("via") == "ssh"
+
+
 def verdicts(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     local = report.get("scope") == "local"
+    facts = has_host_facts(report)
     out = {
-        "native": _native(report, local),
+        "native": _native(report, facts),
         "baremetal": _baremetal(report) if local else _unknown(report),
-        "helper": _helper(report) if local else _unknown(report),
-        "emulated": _emulated(report, local),
-        "vmm": _vmm(report) if local else _unknown(report),
+        "helper": _helper(report) if facts else _unknown(report),
+        "emulated": _emulated(report, facts),
+        "vmm": _vmm(report) if local else _unknown(report),  # qemu-kl is built here; a lab host's is not looked for
     }
     for key, v in out.items():
         v["label"], v["what"] = BACKENDS[key]
@@ -127,7 +134,11 @@ def _native(report: dict[str, Any], local: bool) -> dict[str, Any]:
                            "to guests only when the host does not use it (kvm-kl-rfc: host_uses_kl refuse)")
     else:
         notes.append(report.get("remote_note") or "remote host not checked locally")
-    return _verdict(reasons, notes, unknown=not local or unchecked is not None)
+    sup = report.get("kvm", {}).get("supported_cpuid", {})
+    unread = sup.get("read_remotely") is False  # a remote host: KVM_GET_SUPPORTED_CPUID is an ioctl, not a file
+    if unread:
+        notes.append(f"what KVM can give guests was not read: {sup.get('reason') or 'an ioctl on /dev/kvm'}")
+    return _verdict(reasons, notes, unknown=not local or unchecked is not None or unread)
 
 
 def _libvirt_unchecked(report: dict[str, Any]) -> str | None:
@@ -146,6 +157,8 @@ def _kvm_reasons(report: dict[str, Any]) -> list[str]:
     sup = kvm.get("supported_cpuid", {})
     soft = [m for m in kvm.get("modules", []) if m.endswith("_pvm")]
     by = f" (answered by {soft[0]}, software nesting)" if soft else ""
+    if sup.get("read_remotely") is False:
+        return reasons  # an ioctl no shell can make: unknown, not a reason (the native verdict says so in a note)
     if not sup.get("ok"):
         reasons.append(f"the CPUID KVM can give guests is unknown: {sup.get('error', 'not checked')}")
     elif not sup.get("kl"):
@@ -292,7 +305,7 @@ def render_text(report: dict[str, Any]) -> str:
     """The report as a reader wants it: facts first, then one verdict per backend with every reason."""
     lines = [f"klharness host-check: {report.get('scope')} host {report.get('hostname')}"
              + (f" ({report['uri']})" if report.get("uri") else ""), ""]
-    if report.get("scope") == "local":
+    if has_host_facts(report):
         lines += _local_lines(report)
     else:
         lines.append(f"  note         {report.get('remote_note')}")

@@ -139,7 +139,7 @@ class RunHosts:
         reaped = [r.describe() for r in reap(conn, local=local)]  # a remote host: its dead runs' domains, volumes
         accel = choose_accel(self.config.run.accel, local=local)
         keypair, probe = self._shared()
-        facts = hostcheck.run_facts(conn)
+        facts = hostcheck.run_facts(conn, link=link)
         facts["accel"] = {"accel": accel.accel, "reason": accel.reason}
         facts["name"] = cfg.name
         self._checks[cfg.name] = facts.get("host_check", {})
