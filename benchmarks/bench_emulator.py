@@ -13,7 +13,11 @@ keeping its fastest try), the figure is the median of the per-round ratios with 
 spread wider than SPREAD_BOUND is printed as "UNSTABLE" instead of a verdict.  ``--runs N`` runs the
 measurement N times in a row and says whether the runs' medians agree within the same bound.
 
-Run: ``python benchmarks/bench_emulator.py [--portable] [--runs N]``.
+The host flips between a fast and a slow state in which the ratios themselves differ, so every round also
+times a fixed yardstick loop; bench_report.py puts each round in a host state by it and gives, and
+compares across runs, a median and verdict per state (the all-rounds median mixes them).
+
+Run: ``python benchmarks/bench_emulator.py [--portable] [--runs N] [--json FILE]``.
 """
 
 from __future__ import annotations
@@ -29,7 +33,12 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # runnable from a plain checkout, not only when installed
     sys.path.insert(0, str(REPO))
 
-from bench_report import agreement, paired  # noqa: E402  (a sibling: a script's directory is sys.path[0])
+from bench_report import (  # noqa: E402  (a sibling: a script's directory is sys.path[0])
+    Split,
+    agreement,
+    paired,
+    pooled_splits,
+)
 
 from harness import proc  # noqa: E402
 from harness.cbuild import COMMON_FLAGS, compiler  # noqa: E402
@@ -52,30 +61,32 @@ def run(binary: Path, *, portable: bool) -> dict[str, Any]:
     return figures
 
 
-def report(f: dict[str, Any]) -> str:
+def report(f: dict[str, Any], splits: dict[str, Split] | None = None) -> str:
+    """One run's figures; ``splits`` (pooled over a batch of runs) keep its host states the batch's."""
     def row(label: str, key: str, unit: str) -> str:
         return f"  {label:<44} {f[key]['ns']:9.2f} ns {f[key]['ticks']:9.1f} TSC ticks  per {unit}"
 
+    def ratio(name: str, goal: float | None, unit: str) -> str:
+        return paired(f["ratios"][name], goal, unit=unit, split=(splits or {}).get(name))
+
     # The goals are for the AES-NI path; the portable path is a fallback.
     aesni = f["impl"] != "portable"
-    r = f["ratios"]
     lines = [
         f"emulator path: {f['impl']}   (pinned to one CPU; {f['rounds']} paired rounds per ratio after a warm-up; "
         f"errors: {f['errors']})",
         "(a) 8 independent AES-128 blocks",
         row("AES-NI, 8 blocks interleaved", "native_wide8", "8 blocks"),
         row("emulated AESENCWIDE128KL", "emu_wide8", "8 blocks"),
-        f"  -> emulated throughput = {paired(r['wide8'], 0.5 if aesni else None, unit='AES-NI')}",
+        f"  -> emulated throughput = {ratio('wide8', 0.5 if aesni else None, 'AES-NI')}",
         "(b) dependent chain of single blocks",
         row("AES-NI, single block", "native_chain", "block"),
         row("emulated AESENC128KL (klemu_aeskl)", "emu_chain", "block"),
         row("emulated AESENC128KL (klemu_exec, reg file)", "emu_chain_exec", "block"),
-        f"  -> emulated speed = {paired(r['chain'], 1 / 3 if aesni else None, unit='AES-NI')}",
-        f"     via klemu_exec  = {paired(r['chain_exec'], None, unit='AES-NI')}",
-        "(c) cold: a new handle every call (cache miss)",
+        f"  -> emulated speed = {ratio('chain', 1 / 3 if aesni else None, 'AES-NI')}",
+        f"     via klemu_exec  = {ratio('chain_exec', None, 'AES-NI')}",
+        f"(c) cold: a new handle every call (cache miss; unwraps per call: {f['cold_unwraps_per_op']:.2f})",
         row("emulated AESENC128KL, unwrap every call", "emu_cold", "block"),
-        f"  -> a miss costs {paired(r['cold_over_hit'], None, unit='a hit')}; unwraps per call: "
-        f"{f['cold_unwraps_per_op']:.2f}",
+        f"  -> a miss costs {ratio('cold_over_hit', None, 'a hit')}",
     ]
     return "\n".join(lines)
 
@@ -85,11 +96,15 @@ def main() -> int:
     parser.add_argument("--portable", action="store_true", help="also measure KLEMU_FORCE_PORTABLE=1")
     parser.add_argument("--runs", type=int, default=1, help="run the AES-NI measurement this many times in a row "
                         "and say whether the runs agree (default 1)")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write every run's figures, rounds included, "
+                        "to FILE (to look at the rounds behind a verdict)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="klemu-bench-") as tmp:
         binary = build(Path(tmp))
         runs = [run(binary, portable=False) for _ in range(max(1, args.runs))]
-        print(report(runs[-1]))
+        if args.json:
+            args.json.write_text(json.dumps(runs, indent=1) + "\n")
+        print(report(runs[-1], pooled_splits(runs)))
         if len(runs) > 1:
             print("\n".join(agreement(runs)))
         if args.portable:

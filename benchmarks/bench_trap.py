@@ -33,7 +33,12 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # runnable from a plain checkout, not only when installed
     sys.path.insert(0, str(REPO))
 
-from bench_report import agreement, paired  # noqa: E402  (a sibling: a script's directory is sys.path[0])
+from bench_report import (  # noqa: E402  (a sibling: a script's directory is sys.path[0])
+    Split,
+    agreement,
+    paired,
+    pooled_splits,
+)
 
 from harness import proc  # noqa: E402
 from harness.cbuild import COMMON_FLAGS, compiler  # noqa: E402
@@ -55,11 +60,14 @@ def run(binary: Path) -> dict[str, Any]:
     return figures
 
 
-def report(f: dict[str, Any]) -> str:
+def report(f: dict[str, Any], splits: dict[str, Split] | None = None) -> str:
+    """One run's figures; ``splits`` (pooled over a batch of runs) keep its host states the batch's."""
     def row(label: str, key: str) -> str:
         return f"  {label:<52} {f[key]['ns']:10.1f} ns {f[key]['ticks']:10.0f} TSC ticks"
 
-    r = f["ratios"]
+    def ratio(name: str, goal: float | None, unit: str) -> str:
+        return paired(f["ratios"][name], goal, unit=unit, split=(splits or {}).get(name))
+
     lines = [
         f"emulator path: {f['impl']}   (pinned to one CPU; {f['rounds']} paired rounds per ratio after a warm-up; "
         f"errors: {f['errors']}; instructions trapped: {f['trapped_instructions']})",
@@ -68,10 +76,10 @@ def report(f: dict[str, Any]) -> str:
         row("trapped AESENC128KL (SIGILL round trip + emulation)", "trapped_aeskl"),
         row("trapped ENCODEKEY128", "trapped_encode"),
         row("bare SIGILL round trip (UD2, handler skips it)", "bare_sigill"),
-        f"  -> one trapped AESENC128KL = {paired(r['trapped_over_direct'], None, unit='the direct call')}",
-        f"  -> the bare signal round trip = {paired(r['sigill_share'], None, unit='a trapped AESENC128KL')}",
-        f"  -> klemu_exec = {paired(r['exec_over_aeskl'], None, unit='klemu_aeskl')}",
-        f"  -> trapped ENCODEKEY128 = {paired(r['encode_over_aesenc'], None, unit='a trapped AESENC128KL')}",
+        f"  -> one trapped AESENC128KL = {ratio('trapped_over_direct', None, 'the direct call')}",
+        f"  -> the bare signal round trip = {ratio('sigill_share', None, 'a trapped AESENC128KL')}",
+        f"  -> klemu_exec = {ratio('exec_over_aeskl', None, 'klemu_aeskl')}",
+        f"  -> trapped ENCODEKEY128 = {ratio('encode_over_aesenc', None, 'a trapped AESENC128KL')}",
     ]
     return "\n".join(lines)
 
@@ -84,7 +92,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="klemu-trap-bench-") as tmp:
         binary = build(Path(tmp))
         runs = [run(binary) for _ in range(max(1, args.runs))]
-        print(report(runs[-1]))
+        print(report(runs[-1], pooled_splits(runs)))
         if len(runs) > 1:
             print("\n".join(agreement(runs)))
     return 0
