@@ -27,7 +27,7 @@ import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from harness.errors import SSHError
+from harness.errors import KlharnessError, SSHError
 from harness.proc import Ended
 from harness.timeouts import Timeouts
 from harness.wait import Deadline, NotYet, wait_for
@@ -133,6 +133,43 @@ def pinned_key_matches(expected_line: str, key: paramiko.PKey) -> bool:
     return parts[0] == key.get_name() and expected_blob == key.asbytes()
 
 
+def start_transport(sock: socket.socket | paramiko.Channel, timeouts: Timeouts, *, where: str, user: str,
+                    key: paramiko.PKey, verify: Callable[[paramiko.PKey], None],
+                    error: type[KlharnessError], refused_hint: str,
+                    key_types: Sequence[str] = ()) -> paramiko.Transport:
+    """Handshake on ``sock``, ``verify`` the server's key (it raises ``error`` on a mismatch), authenticate.
+
+    ``key_types``: ask the server for a host key of these types first (the ones that are pinned), so a host
+    with several keys does not present one that is not pinned.
+
+    One implementation for guests and for remote lab hosts (:mod:`harness.host.link`), each phase bounded by
+    ``timeouts``; every failure closes the transport and raises ``error`` saying which phase failed.
+    """
+    transport = paramiko.Transport(sock)
+    transport.banner_timeout = timeouts.ssh_banner
+    transport.handshake_timeout = timeouts.ssh_banner
+    transport.auth_timeout = timeouts.ssh_auth
+    try:
+        if key_types:
+            options = transport.get_security_options()
+            options.key_types = [k for k in options.key_types if k in key_types] or list(options.key_types)
+        transport.start_client(timeout=timeouts.ssh_banner)
+        verify(transport.get_remote_server_key())
+        transport.auth_publickey(user, key, event=None)
+        if not transport.is_authenticated():
+            raise error(f"{where}: public key authentication failed ({refused_hint})")
+    except paramiko.AuthenticationException as err:
+        transport.close()
+        raise error(f"{where}: the SSH key was refused ({err}): {refused_hint}") from err
+    except KlharnessError:
+        transport.close()
+        raise
+    except (paramiko.SSHException, OSError, EOFError) as err:
+        transport.close()
+        raise error(f"{where}: SSH handshake/auth failed: {type(err).__name__}: {err}") from err
+    return transport
+
+
 class Session:
     """One authenticated SSH connection to a guest, reused for every command."""
 
@@ -161,30 +198,18 @@ class Session:
         wait_for(f"the SSH greeting on {host}:{port}", lambda: read_greeting(host, port, next(limits), dial),
                  timeout=deadline if deadline is not None else timeouts.boot, transient=TRANSIENT_NET_ERRORS,
                  error=SSHError, detail=detail)
-        sock = dial(host, port, timeouts.ssh_banner)
-        transport = paramiko.Transport(sock)
-        transport.banner_timeout = timeouts.ssh_banner
-        transport.handshake_timeout = timeouts.ssh_banner
-        transport.auth_timeout = timeouts.ssh_auth
-        try:
-            transport.start_client(timeout=timeouts.ssh_banner)
-            server_key = transport.get_remote_server_key()
+        def verify(server_key: paramiko.PKey) -> None:
             if not pinned_key_matches(host_key, server_key):
                 raise SSHError(
                     f"{where}: host key mismatch: the guest presented {server_key.get_name()} "
                     f"{server_key.get_base64()[:24]}..., the image recorded {host_key.split()[0]} "
                     f"{[*host_key.split(), '', ''][1][:24]}...; refusing to continue (rebuild the image "
                     "if it changed: klharness image build --force NAME)")
-            transport.auth_publickey(user, key.load(), event=None)
-            if not transport.is_authenticated():
-                raise SSHError(f"{where}: public key authentication failed (is the run's key in the guest's "
-                               "authorized_keys? the image takes it from fw_cfg opt/klharness/authorized_key)")
-        except SSHError:
-            transport.close()
-            raise
-        except (paramiko.SSHException, OSError, EOFError) as err:
-            transport.close()
-            raise SSHError(f"{where}: SSH handshake/auth failed: {type(err).__name__}: {err}") from err
+
+        transport = start_transport(dial(host, port, timeouts.ssh_banner), timeouts, where=where, user=user,
+                                    key=key.load(), verify=verify, error=SSHError,
+                                    refused_hint="is the run's key in the guest's authorized_keys? the image takes "
+                                                 "it from fw_cfg opt/klharness/authorized_key")
         log.debug("ssh connected: %s", where)
         return cls(transport, where, timeouts)
 

@@ -21,7 +21,7 @@ import threading
 import paramiko
 
 from harness.errors import HostError
-from harness.guest.ssh import RemoteResult, Session
+from harness.guest.ssh import RemoteResult, Session, start_transport
 from harness.ssh_target import SshTarget
 from harness.timeouts import Timeouts
 
@@ -82,34 +82,18 @@ class HostLink:
         except HostError:
             sock.close()
             raise
-        transport = paramiko.Transport(sock)
-        transport.banner_timeout = self.timeouts.ssh_banner
-        transport.handshake_timeout = self.timeouts.ssh_banner
-        transport.auth_timeout = self.timeouts.ssh_auth
-        transport.set_keepalive(15)
-        try:
-            options = transport.get_security_options()  # ask for a key type that is pinned, if it has one
-            options.key_types = [k for k in options.key_types if k in pinned] or list(options.key_types)
-            transport.start_client(timeout=self.timeouts.ssh_banner)
-            presented = transport.get_remote_server_key()
+        def verify(presented: paramiko.PKey) -> None:
             expected = pinned.get(presented.get_name())
             if expected is None or expected.asbytes() != presented.asbytes():
                 raise HostError(f"host {t.where}: host key mismatch: it presented {presented.get_name()} "
                                 f"{presented.fingerprint}, {t.known_hosts} pins "
                                 f"{', '.join(f'{n} {k.fingerprint}' for n, k in pinned.items())}; refusing to go on "
                                 "(if the host was reinstalled, check and replace its entry)")
-            transport.auth_publickey(t.user, key)
-            if not transport.is_authenticated():
-                raise HostError(f"host {t.where}: public key authentication failed")
-        except paramiko.AuthenticationException as err:
-            transport.close()
-            raise HostError(f"host {t.where}: the SSH key {t.keyfile or '(default keys)'} was refused ({err}); is "
-                            f"its public half in {t.user}'s authorized_keys there?") from err
-        except HostError:
-            transport.close()
-            raise
-        except (paramiko.SSHException, OSError, EOFError) as err:
-            transport.close()
-            raise HostError(f"host {t.where}: SSH handshake failed: {type(err).__name__}: {err}") from err
+
+        transport = start_transport(sock, self.timeouts, where=f"host {t.where}", user=t.user, key=key,
+                                    verify=verify, error=HostError,
+                                    refused_hint=f"key {t.keyfile or '(default keys)'}: is its public half in "
+                                                 f"{t.user}'s authorized_keys there?", key_types=tuple(pinned))
+        transport.set_keepalive(15)
         log.debug("SSH link to %s up", t.where)
         return Session(transport, t.where, self.timeouts)
