@@ -294,3 +294,49 @@ def test_an_image_is_built_once_per_run_however_many_guests_ask(monkeypatch: pyt
     assert keys == ["key-mini", "key-mini", "key-debian", "key-mini"]
     assert sorted(built) == ["debian", "mini"]
     assert set(recorder.snapshot()["images"]) == {"debian", "mini"}
+
+
+def test_a_host_that_cannot_be_reached_leaves_its_guests_to_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.config.model import HostConfig
+    from harness.errors import HostError
+    from harness.run.hosts import RunHosts
+
+    two = Config("two.yaml", RunSettings(kl_backend="emulated"),
+                 (GuestConfig(name="a", kl=KlConfig(enabled=True)), GuestConfig(name="b")),
+                 hosts=(HostConfig("lab", "qemu+ssh://root@lab/system"), HostConfig("local", "qemu:///system")))
+
+    def connect(self: RunHosts, cfg: HostConfig) -> Any:
+        if cfg.name == "lab":
+            raise HostError("host root@lab:22 unreachable over SSH: connection refused")
+        return SimpleNamespace(conn=None, stage=None)
+
+    monkeypatch.setattr(RunHosts, "_connect", connect)
+    s = new_session(two)
+    try:
+        assert [s.run_hosts.for_guest(g)[0] for g in ("a", "b")] == ["local", "local"]
+        record = s.recorder.snapshot()
+        assert record["placement"] == {"a": "local", "b": "local"}
+        assert record["hosts_down"] == {"lab": "HostError: host root@lab:22 unreachable over SSH: connection refused"}
+    finally:
+        s.close("complete")
+
+
+def test_when_no_host_answers_every_guest_gets_the_first_hosts_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.config.model import HostConfig
+    from harness.errors import HostError
+    from harness.run.hosts import RunHosts
+
+    two = Config("two.yaml", RunSettings(kl_backend="emulated"), (GuestConfig(name="a"),),
+                 hosts=(HostConfig("lab1", "qemu+ssh://root@lab1/system"),
+                        HostConfig("lab2", "qemu+ssh://root@lab2/system")))
+
+    def connect(self: RunHosts, cfg: HostConfig) -> Any:
+        raise HostError(f"{cfg.name} is down")
+
+    monkeypatch.setattr(RunHosts, "_connect", connect)
+    s = new_session(two)
+    try:
+        with pytest.raises(HostError, match="lab1 is down"):
+            s.run_hosts.for_guest("a")
+    finally:
+        s.close("complete")

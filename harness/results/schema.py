@@ -267,6 +267,7 @@ class RunRecord(_Object):
     reaped: tuple[str, ...] | None = field(default=None, metadata=_field(STRINGS))
     placement: Mapping[str, str] | None = field(default=None, metadata=_field(NAMES))  # guest -> host
     unplaced: Mapping[str, str] | None = field(default=None, metadata=_field(NAMES))  # guest -> why not
+    hosts_down: Mapping[str, str] | None = field(default=None, metadata=_field(NAMES))  # host -> why unreachable
     timings: Mapping[str, Any] | None = field(default=None, metadata=_field(OBJECT))
     images: Mapping[str, Any] | None = field(default=None, metadata=_field(OBJECT))  # name -> key, seconds
     staged_images: Mapping[str, float] | None = field(default=None, metadata=_field(NUMBERS))

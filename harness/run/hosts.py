@@ -20,7 +20,7 @@ from typing import Any
 
 from harness import cbuild
 from harness.config.model import LOCAL_PEER, SIM_REMOTE, Config, HostConfig
-from harness.errors import CapabilityError
+from harness.errors import CapabilityError, KlharnessError
 from harness.guest.probeguest import RunContext
 from harness.guest.ssh import KeyPair, generate_keypair, tcp_dial
 from harness.host import check as hostcheck
@@ -60,6 +60,7 @@ class RunHosts:
         self.results = results
         self.progress = progress
         self.lock = threading.Lock()
+        self.placement_lock = threading.Lock()  # placement connects every host: once, whoever asks first
         self._contexts: dict[str, RunContext] = {}
         self._errors: dict[str, BaseException] = {}
         self._checks: dict[str, dict[str, Any]] = {}
@@ -97,17 +98,30 @@ class RunHosts:
         return host, self.context(host)
 
     def placement(self) -> Placement:
-        """Which host boots which guest (computed once, after every host answered)."""
-        if self._placement is None:
-            caps = []
-            for h in self.hosts:
-                self.context(h.name)  # connects and checks the host once
-                native = self._checks.get(h.name, {}).get("verdicts", {}).get("native", {})
-                caps.append(HostCapability(h.name, native.get("possible") is True))
-            placement = self._placement = place(list(self.plans.values()), caps, self.config)
-            self.recorder.update(lambda d: d.update(placement=dict(placement.host_of),
-                                                    unplaced=dict(placement.unplaced)))
-        return self._placement
+        """Which host boots which guest (computed once, after every host answered).
+
+        A host that cannot be reached (down, wrong key, no libvirt) is left out with its reason in the
+        record (``hosts_down``): the other hosts take its guests.  Only when none answers does every
+        guest fail, with the first host's error.
+        """
+        with self.placement_lock:
+            if self._placement is None:
+                caps = []
+                down: dict[str, str] = {}
+                for h in self.hosts:
+                    try:
+                        self.context(h.name)  # connects and checks the host once
+                    except KlharnessError as err:
+                        down[h.name] = f"{type(err).__name__}: {err}"
+                        continue
+                    native = self._checks.get(h.name, {}).get("verdicts", {}).get("native", {})
+                    caps.append(HostCapability(h.name, native.get("possible") is True))
+                if not caps:
+                    raise self._errors[self.hosts[0].name]
+                placement = self._placement = place(list(self.plans.values()), caps, self.config)
+                self.recorder.update(lambda d: d.update(placement=dict(placement.host_of),
+                                                        unplaced=dict(placement.unplaced), hosts_down=down))
+            return self._placement
 
     def _shared(self) -> tuple[KeyPair, Path]:
         if self._shared_parts is None:
