@@ -11,7 +11,11 @@ SSH link, a libvirtd restart) each end in an error that says which and what to d
 from __future__ import annotations
 
 import functools
+import json
 import socket
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -21,10 +25,10 @@ import libvirt
 import pytest
 from virt_support import obtain_mini_image
 
-from harness.errors import HostError, VirtError
+from harness.errors import HostError, SSHError, VirtError
 from harness.guest.ssh import Session, generate_keypair
 from harness.host.link import HostLink
-from harness.images.artifact import FWCFG_AUTHORIZED_KEY
+from harness.images.artifact import FWCFG_AUTHORIZED_KEY, ImageArtifact
 from harness.ssh_target import SshTarget
 from harness.timeouts import Timeouts
 from harness.virt import lifecycle
@@ -35,6 +39,7 @@ from harness.virt.simhost import SimHost, start_sim_host, stop_run_sim_hosts
 from harness.virt.spec import FwCfgEntry, GuestSpec
 from harness.virt.storage import (
     POOL_NAME,
+    create_overlay_volume,
     delete_volumes,
     ensure_pool,
     run_tags,
@@ -106,6 +111,15 @@ def test_a_guest_runs_there_with_its_console_streamed_and_ssh_through_the_host(
         with Session.connect("127.0.0.1", guest.ssh_port, user="root", key=keys, host_key=image.host_key,
                              timeouts=TIMEOUTS, deadline=60.0, dial=link.dial) as session:
             assert session.run(["cat", "/proc/sys/kernel/hostname"], check=True).stdout.strip()
+            # The link to the host drops under the guest's session: the session dies with it (an error
+            # that says so, never a silent rerun), and the next connect opens the link once more.
+            drops = link.reconnects
+            link.session().close()
+            with pytest.raises(SSHError, match="connection lost"):
+                session.run(["true"])
+        with Session.connect("127.0.0.1", guest.ssh_port, user="root", key=keys, host_key=image.host_key,
+                             timeouts=TIMEOUTS, deadline=60.0, dial=link.dial) as session:
+            assert session.run(["true"]).ok and link.reconnects == drops + 1
         staged = volumes(remote_conn)
         assert any(v.startswith(f"fw-{guest.name}-") for v in staged), staged
         # A new QEMU process: the console is attached again before the guest runs, and appends.
@@ -118,11 +132,33 @@ def test_a_guest_runs_there_with_its_console_streamed_and_ssh_through_the_host(
             session.run("echo after-restore > /dev/console", check=True)
         guest.wait_for_console("after-restore", after=before, timeout=30, what="echo after restore")
         assert console.stat().st_size > before
+        own = [v for v in volumes(remote_conn) if v.startswith(run_volume_prefixes(RUN_ID))]
+        assert any(v.startswith("save-") for v in own) and any(v.startswith("fw-") for v in own), own
     finally:
         guest.teardown()
     assert guest.name not in [d.name() for d in remote_conn.listAllDomains(0)]
-    assert delete_volumes(remote_conn, run_volume_prefixes(RUN_ID))  # the run's end: its fw_cfg and save
+    # its own volumes (fw_cfg blobs, the save image) went with it; the image's boot files stay, for reuse
     assert not [v for v in volumes(remote_conn) if v.startswith(run_volume_prefixes(RUN_ID))]
+    assert [v for v in volumes(remote_conn) if v.startswith("img-")]
+
+
+def test_a_disk_image_is_staged_once_and_each_guest_gets_an_overlay_there(
+        remote_conn: Any, tmp_path: Path) -> None:
+    disk = tmp_path / "base.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "64M"], check=True, timeout=60)
+    image = ImageArtifact(name="disktest", key="k" * 64, directory=tmp_path, disk=disk)
+    staged = stage_image(remote_conn, image)
+    assert staged.disk is not None and str(staged.disk).startswith("/var/lib/libvirt/images/klharness/img-")
+    assert stage_image(remote_conn, image).disk == staged.disk  # by content: the second run uploads nothing
+    overlay = create_overlay_volume(remote_conn, staged.disk, f"ovl-klh-{RUN_ID}-g-overlay.qcow2")
+    try:
+        vol = remote_conn.storageVolLookupByPath(str(overlay))
+        root = ET.fromstring(vol.XMLDesc(0))
+        assert root.findtext("backingStore/path") == str(staged.disk)
+        assert root.find("target/format") is not None and root.find("target/format").get("type") == "qcow2"
+        assert int(root.findtext("capacity") or 0) == 64 << 20  # the base's virtual size, not its file size
+    finally:
+        delete_volumes(remote_conn, (*run_volume_prefixes(RUN_ID), "img-disktest-"))
 
 
 def test_the_reaper_removes_a_dead_runs_staged_volumes_only(remote_conn: Any, tmp_path: Path) -> None:
@@ -166,10 +202,11 @@ def test_ssh_link_faults_say_which(sim: SimHost, tmp_path: Path) -> None:
 
 
 def test_a_dropped_link_reconnects_once(link: HostLink) -> None:
-    first = link.session()
-    first.close()  # the connection drops under the harness
+    before = link.reconnects
+    link.session().close()  # the connection drops under the harness
     assert link.run(["true"], check=True).ok
-    assert link.reconnects == 1
+    assert link.reconnects == before + 1
+    assert link.run(["true"], check=True).ok and link.reconnects == before + 1  # a live link is reused
 
 
 def test_a_full_host_disk_is_named(sim: SimHost, link: HostLink, remote_conn: Any, tmp_path: Path) -> None:
@@ -203,3 +240,37 @@ def test_no_libvirt_then_a_restart(sim: SimHost, link: HostLink) -> None:
     finally:
         link.run("kill -0 $(cat /run/libvirtd.pid 2>/dev/null) 2>/dev/null || libvirtd -d", check=True)
         conn.close()
+
+
+def test_a_run_over_a_remote_host_leaves_nothing_on_either_host(sim: SimHost, remote_conn: Any,
+                                                                tmp_path: Path) -> None:
+    """``klharness run`` with the simulated host given by its URI, as a lab host is: it outlives the run, so
+    what the run left there can be looked at."""
+    cfg = tmp_path / "remote.yaml"
+    cfg.write_text(f"""run: {{kl_backend: emulated, profile: emulated, parallel: 2, keep: all}}
+hosts:
+  - {{name: here, uri: "qemu:///system"}}
+  - {{name: lab, uri: "{sim.uri}"}}
+guests:
+  - {{name: kl-full, image: mini, kl: {{enabled: true}}}}
+  - {{name: kl-off, image: mini, kl: {{enabled: false}}}}
+lifecycle: [save-restore]
+""")
+    results = tmp_path / "results"
+    res = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(cfg), "--results", str(results), "-q"],
+                         capture_output=True, text=True, timeout=900, check=False)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    record = json.loads(next(results.glob("*/record.json")).read_text())
+    run_id = record["run_id"]
+    assert set(record["placement"].values()) == {"here", "lab"}, record["placement"]
+    remote_guest = next(g for g, h in record["placement"].items() if h == "lab")
+    console = next(results.glob(f"*/guests/{remote_guest}/console.log")).read_text(errors="replace")
+    assert "Linux version" in console.splitlines()[0], console[:200]  # from its first line on
+    assert not record.get("teardown_errors"), record.get("teardown_errors")
+    assert not [d.name() for d in remote_conn.listAllDomains(0) if run_id in d.name()]
+    assert not [v for v in volumes(remote_conn) if run_id in v], volumes(remote_conn)
+    here = connect("qemu:///system", timeout=20)
+    try:
+        assert not [d.name() for d in here.listAllDomains(0) if run_id in d.name()]
+    finally:
+        here.close()

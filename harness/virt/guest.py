@@ -102,6 +102,7 @@ class Guest:
         self.saved_image: Path | None = None
         self.torn_down = False
         self.stage = stage
+        self.volumes: list[str] = []  # on a remote host: this guest's own volumes, deleted at teardown
         self.console_pump = (ConsolePump(conn, runtime.name, runtime.console_log, timeout=timeouts.libvirt_call)
                              if runtime.remote_host else None)
 
@@ -214,7 +215,10 @@ class Guest:
         if self.runtime.remote_host:
             from harness.virt.storage import POOL_PATH, run_volume
 
-            return Path(POOL_PATH) / run_volume("save", self.name, "saved.img")
+            volume = run_volume("save", self.name, "saved.img")
+            if volume not in self.volumes:
+                self.volumes.append(volume)
+            return Path(POOL_PATH) / volume
         return self.workdir / "saved.img"
 
     def stage_fwcfg(self, entries: tuple[tuple[str, Path], ...]) -> tuple[tuple[str, Path], ...]:
@@ -223,8 +227,20 @@ class Guest:
             return entries
         from harness.virt.storage import run_volume
 
-        stage = self.stage
-        return tuple((n, stage(p, run_volume("fw", self.name, p.name))) for n, p in entries)
+        staged = []
+        for n, p in entries:
+            volume = run_volume("fw", self.name, p.name)
+            staged.append((n, self.stage(p, volume)))
+            self.volumes.append(volume)
+        return tuple(staged)
+
+    def remove_volumes(self) -> None:
+        """Delete this guest's own volumes on a remote host (fw_cfg blobs, save image, overlay)."""
+        if self.volumes:
+            from harness.virt.storage import delete_named_volumes
+
+            delete_named_volumes(self.conn, self.volumes)
+            self.volumes = []
 
     # -- ending it ---------------------------------------------------------------------------------
 
@@ -278,7 +294,8 @@ class Guest:
         if self.console_pump is not None:
             self.console_pump.detach()
         for step, fn in (("destroy", self.destroy), ("undefine", self.undefine),
-                         ("remove files", lambda: self.remove_files(keep_console))):
+                         ("remove files", lambda: self.remove_files(keep_console)),
+                         ("remove staged volumes", self.remove_volumes)):
             try:
                 fn()
             except Exception as err:  # collected, reported below

@@ -34,7 +34,7 @@ from harness.virt.ports import PortTaken, free_loopback_port, is_hostfwd_conflic
 from harness.virt.qemu_access import check_qemu_can_read
 from harness.virt.registry import RunGuests
 from harness.virt.spec import FwCfgEntry, GuestSpec, spec_key
-from harness.virt.storage import STAGED_FEATURE
+from harness.virt.storage import STAGED_FEATURE, create_overlay_volume, run_volume
 from harness.wait import Deadline, NotYet, retry_lost_race, wait_for
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ def launch(conn: Any, spec: GuestSpec, image: ImageArtifact, *, run_id: str,
     try:
         entries = fwcfg_files.materialize([*spec.fwcfg, *fwcfg], workdir)
         overlay = None
-        if image.disk is not None:
+        if image.disk is not None and not remote:
             overlay = create_overlay(image.disk, workdir / "overlay.qcow2", timeout=timeouts.qemu_img)
         console = (console_log or workdir / "console.log").absolute()
         meta = RunMetadata(run_id=run_id, guest=spec.name, spec_key=spec_key(spec), accel=accel.accel,
@@ -101,6 +101,10 @@ def launch(conn: Any, spec: GuestSpec, image: ImageArtifact, *, run_id: str,
             registry.add(guest)
         # a host that cannot read our files: fw_cfg blobs go through its pool, 0600
         guest.update_runtime(fwcfg=guest.stage_fwcfg(entries))
+        if image.disk is not None and remote:  # the base was staged into the host's pool: the overlay goes there
+            ovl_volume = run_volume("ovl", name, "overlay.qcow2")
+            guest.volumes.append(ovl_volume)
+            guest.update_runtime(overlay=create_overlay_volume(conn, image.disk, ovl_volume))
         guest.console.reset()
         _create_with_port_retry(guest, pinned_port=ssh_port)
         started = time.monotonic()

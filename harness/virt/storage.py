@@ -20,7 +20,7 @@ from typing import Any
 
 import libvirt
 
-from harness.errors import CapabilityError, VirtError
+from harness.errors import VirtError
 from harness.images.artifact import ImageArtifact
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 POOL_NAME = "klharness"
 POOL_PATH = "/var/lib/libvirt/images/klharness"
 STAGED_FEATURE = "staged"  # ImageArtifact.features: paths are the host's, not ours
-RUN_VOLUME_KINDS = ("fw", "save", "tag")  # a run's own volumes: fw_cfg blobs, save images, its owner tag
+RUN_VOLUME_KINDS = ("fw", "save", "ovl", "tag")  # a run's own volumes: fw_cfg blobs, save images, overlays, its tag
 OWNER_TAG = "owner.json"
 
 
@@ -135,6 +135,50 @@ def stage_file(conn: Any, local: Path, volume: str, *, mode: int = 0o644) -> Pat
     return Path(vol.path())
 
 
+def create_overlay_volume(conn: Any, base: Path, volume: str) -> Path:
+    """A qcow2 overlay volume in the host's pool on the staged base disk ``base`` (its size is the base's: the
+    pool probes the uploaded file's format); the base is never written.  Its path on the host."""
+    pool = ensure_pool(conn)
+    xml = ET.Element("volume")
+    ET.SubElement(xml, "name").text = volume
+    target = ET.SubElement(xml, "target")
+    ET.SubElement(target, "format", type="qcow2")
+    perms = ET.SubElement(target, "permissions")
+    ET.SubElement(perms, "mode").text = "0600"
+    backing = ET.SubElement(xml, "backingStore")
+    ET.SubElement(backing, "path").text = str(base)
+    ET.SubElement(backing, "format", type="qcow2")
+    try:
+        vol = pool.createXML(ET.tostring(xml, encoding="unicode"), 0)
+    except libvirt.libvirtError as err:
+        raise VirtError(f"creating overlay {volume} on {base} in pool {POOL_NAME} of {conn.getURI()}: "
+                        f"{err.get_error_message()}") from err
+    return Path(vol.path())
+
+
+def delete_named_volumes(conn: Any, names: list[str]) -> list[str]:
+    """Delete exactly these volumes of the pool (one guest's own at its teardown); the ones deleted.
+
+    Exact names, not a prefix: guest ``kl-full``'s prefix is also the start of ``kl-full-reboot``'s.
+    """
+    gone: list[str] = []
+    try:
+        pool = conn.storagePoolLookupByName(POOL_NAME)
+    except libvirt.libvirtError:
+        return gone
+    errors = []
+    for name in names:
+        try:
+            pool.storageVolLookupByName(name).delete(0)
+            gone.append(name)
+        except libvirt.libvirtError as err:
+            if err.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
+                errors.append(f"{name}: {err.get_error_message()}")
+    if errors:
+        raise VirtError(f"deleting volumes of pool {POOL_NAME}: {'; '.join(errors)} (the run's end tries again)")
+    return gone
+
+
 def delete_volumes(conn: Any, prefix: str | tuple[str, ...]) -> list[str]:
     """Delete the pool's volumes whose names start with ``prefix`` (a run's fw_cfg blobs and save images).
 
@@ -158,12 +202,11 @@ def delete_volumes(conn: Any, prefix: str | tuple[str, ...]) -> list[str]:
 
 
 def stage_image(conn: Any, image: ImageArtifact) -> ImageArtifact:
-    """The image with its boot files uploaded to the host; paths replaced by the host's."""
-    if image.disk is not None:
-        raise CapabilityError(f"image {image.name!r} is a disk image: remote hosts take kernel-boot images only "
-                              "(mini) in this version")
+    """The image with its files (boot files, base disk, cloud-init seed) uploaded to the host once, named by
+    the image's content key; paths replaced by the host's.  A guest's overlay on a staged base disk is made
+    there too (:func:`create_overlay_volume`)."""
     changes: dict[str, Any] = {}
-    for field in ("kernel", "initrd", "kernel_bzimage"):
+    for field in ("kernel", "initrd", "kernel_bzimage", "disk", "seed_iso"):
         path = getattr(image, field, None)
         if path is not None:
             digest = hashlib.sha256(f"{image.key}/{path.name}".encode()).hexdigest()[:16]
