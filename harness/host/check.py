@@ -42,22 +42,11 @@ from urllib.parse import urlsplit
 
 from harness import cbuild, proc
 from harness.errors import KlharnessError
+from harness.host import factparse
 from harness.host import facts as hostfacts
 from harness.host.factparse import KCONFIG_OPTIONS as KCONFIG_OPTIONS
 from harness.host.factparse import KLOG_PATTERN as KLOG_PATTERN
 from harness.host.factparse import MITIGATION_FILES as MITIGATION_FILES
-from harness.host.factparse import (
-    cpu_summary,
-    cpuid_from_probe,
-    crypto_facts_from,
-    kernel_config_from,
-    kernel_config_missing,
-    kernel_log_from,
-    kvm_facts_from,
-    module_support_from,
-    qemu_facts_from,
-    regs_dict,
-)
 from harness.host.factparse import parse_cpu_flags as parse_cpu_flags
 from harness.host.remote_facts import read_remote_host
 from harness.kl.cpuid import CPUID7_ECX_KL, Regs
@@ -94,7 +83,7 @@ def cpuid_facts(klprobe: Callable[[], Path] = lambda: cbuild.build("klprobe")) -
     """Host CPUID leaf 7 and 0x19, read by ``klprobe cpuid --backend native`` and decoded by name."""
     try:
         out = proc.run([klprobe(), "cpuid", "--backend", "native"], timeout=active_timeouts().tool).stdout
-        return cpuid_from_probe(out, "klprobe cpuid")
+        return factparse.cpuid_from_probe(out, "klprobe cpuid")
     except KlharnessError as err:
         return {"ok": False, "error": str(err)}
 
@@ -114,8 +103,8 @@ def kernel_config(release: str | None = None, *, boot: Path = Path("/boot"),
             text = (gzip.decompress(raw) if path.suffix == ".gz" else raw).decode(errors="replace")
         except (OSError, EOFError, gzip.BadGzipFile):
             continue
-        return kernel_config_from(text, str(path))
-    return kernel_config_missing(tried)
+        return factparse.kernel_config_from(text, str(path))
+    return factparse.kernel_config_missing(tried)
 
 
 def module_support(release: str | None = None, *, proc_dir: Path = Path("/proc"),
@@ -127,8 +116,9 @@ def module_support(release: str | None = None, *, proc_dir: Path = Path("/proc")
     with contextlib.suppress(OSError):
         disabled_text = disabled_file.read_text()
     build = lib_modules / release / "build"
-    return module_support_from(proc_modules=(proc_dir / "modules").exists(), disabled_file=disabled_file.exists(),
-                               disabled_text=disabled_text, build=str(build), headers=(build / "Makefile").exists())
+    return factparse.module_support_from(proc_modules=(proc_dir / "modules").exists(),
+                                         disabled_file=disabled_file.exists(), disabled_text=disabled_text,
+                                         build=str(build), headers=(build / "Makefile").exists())
 
 
 def kernel_log(run: Callable[[list[str]], proc.CommandResult] | None = None) -> dict[str, Any]:
@@ -141,7 +131,7 @@ def kernel_log(run: Callable[[list[str]], proc.CommandResult] | None = None) -> 
         res = run(["dmesg"])
     except (KlharnessError, OSError) as err:
         return {"readable": False, "reason": f"dmesg did not run: {err}", "lines": []}
-    return kernel_log_from(res.returncode, res.stdout, res.stderr)
+    return factparse.kernel_log_from(res.returncode, res.stdout, res.stderr)
 
 
 def crypto_kl_drivers(proc_crypto: Path = Path("/proc/crypto")) -> dict[str, Any]:
@@ -150,7 +140,7 @@ def crypto_kl_drivers(proc_crypto: Path = Path("/proc/crypto")) -> dict[str, Any
         text = proc_crypto.read_text()
     except OSError as err:
         return {"readable": False, "reason": f"{proc_crypto}: {err.strerror}", "drivers": []}
-    return crypto_facts_from(text)
+    return factparse.crypto_facts_from(text)
 
 
 def mitigations(vuln_dir: Path = VULN_DIR) -> dict[str, str | None]:
@@ -186,7 +176,7 @@ def kvm_supported_cpuid(dev_kvm: Path = Path("/dev/kvm")) -> dict[str, Any]:
     return {"ok": True, "api_version": api, "entries": len(entries),
             "leaf7_ecx": leaf7.ecx if leaf7 else None,
             "kl": bool(leaf7 and leaf7.ecx & CPUID7_ECX_KL),
-            "leaf19": None if leaf19 is None else regs_dict(leaf19)}
+            "leaf19": None if leaf19 is None else factparse.regs_dict(leaf19)}
 
 
 def parse_kvm_cpuid(buf: bytes) -> dict[tuple[int, int], Regs]:
@@ -201,7 +191,7 @@ def parse_kvm_cpuid(buf: bytes) -> dict[tuple[int, int], Regs]:
 
 def kvm_facts(modules: set[str] | None = None, dev_kvm: Path = Path("/dev/kvm")) -> dict[str, Any]:
     mods = loaded_modules() if modules is None else modules
-    return kvm_facts_from(mods, dev_kvm, kvm_supported_cpuid(dev_kvm) if dev_kvm.exists() else None)
+    return factparse.kvm_facts_from(mods, dev_kvm, kvm_supported_cpuid(dev_kvm) if dev_kvm.exists() else None)
 
 
 # -- QEMU and libvirt ----------------------------------------------------------------------------------------
@@ -214,7 +204,7 @@ def qemu_facts(binary: str | None, names: tuple[str, ...]) -> dict[str, Any]:
     try:
         version = proc.run([binary, "--version"], timeout=active_timeouts().tool).stdout
         cpu_help = proc.run([binary, "-cpu", "help"], timeout=active_timeouts().tool).stdout
-        return qemu_facts_from(binary, version, cpu_help, names)
+        return factparse.qemu_facts_from(binary, version, cpu_help, names)
     except (KlharnessError, IndexError) as err:
         return {"ok": False, "binary": binary, "error": f"{binary} did not answer: {err}"}
 
@@ -337,7 +327,7 @@ def feature_names(configured: str | None) -> tuple[str, ...]:
 def local_facts(names: tuple[str, ...], *, qemu_binary: str | None = None) -> dict[str, Any]:
     """Every fact read on this machine itself (no libvirt)."""
     facts: dict[str, Any] = {
-        "cpu": cpu_summary(hostfacts.cpu_model()),
+        "cpu": factparse.cpu_summary(hostfacts.cpu_model()),
         "cpuid": cpuid_facts(),
         "kernel": {"release": platform.release(), "config": kernel_config(), "modules": module_support()},
         "kernel_log": kernel_log(),
