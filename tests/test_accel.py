@@ -95,3 +95,16 @@ def test_this_host_is_detected_without_injection() -> None:
     if "kvm_pvm" in mods and not {"kvm_intel", "kvm_amd"} & mods:
         assert choice.accel == "tcg" and "kvm_pvm" in choice.reason
     assert choice.reason
+
+
+def test_a_remote_hosts_own_kvm_facts_decide_auto() -> None:
+    usable = {"usable": True, "reason": "kvm_intel loaded, /dev/kvm usable"}
+    assert choose_accel("auto", local=False, remote_kvm=usable).accel == "kvm"
+    unusable = {"usable": False, "reason": "only kvm_pvm (software nesting)"}
+    auto = choose_accel("auto", local=False, remote_kvm=unusable)
+    assert auto.accel == "tcg" and "kvm_pvm" in auto.reason
+    with pytest.raises(CapabilityError, match="not usable on the remote host: only kvm_pvm"):
+        choose_accel("kvm", local=False, remote_kvm=unusable)
+    unread = {"usable": None, "reason": "the kernel modules of lab were not read"}
+    assert choose_accel("auto", local=False, remote_kvm=unread).accel == "tcg"
+    assert choose_accel("kvm", local=False, remote_kvm=unread).accel == "kvm"  # the user's word, as without facts

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import platform
 import shlex
 import subprocess
 from collections.abc import Callable, Iterator
@@ -238,7 +239,7 @@ def test_a_dropped_link_gives_every_fact_its_reason() -> None:
         {"unknown"}
     assert facts["kernel_log"]["readable"] is False and lost in facts["kernel_log"]["reason"]
     assert facts["crypto"]["readable"] is False and lost in facts["crypto"]["reason"]
-    assert facts["kvm"]["usable"] is False and lost in facts["kvm"]["reason"]
+    assert facts["kvm"]["usable"] is None and lost in facts["kvm"]["reason"]
     assert facts["qemu"]["ok"] is False and lost in facts["qemu"]["error"]
     assert lost in facts["kernel"]["modules"]["reason"] and facts["kernel"]["release"] is None
     assert facts["klhelper_loaded"] is None and facts["mitigations"] == {"gds": None, "rfds": None}
@@ -414,3 +415,12 @@ def test_the_simulated_hosts_facts_are_read_on_it_over_ssh(sim_link: tuple[Any, 
     left = link.run("ls -d ${TMPDIR:-/tmp}/klharness-probe.* 2>/dev/null | wc -l", check=True).text().strip()
     assert left == "0", "the probe's temporary directory was left on the host"
     assert "read over SSH from" in render_text(report)
+
+
+def test_a_remote_hosts_run_facts_name_its_kernel_not_this_machines(monkeypatch: pytest.MonkeyPatch) -> None:
+    report = {"facts_from": {"via": "ssh", "where": "root@lab:22"}, "kernel": {"release": "6.99.0-lab"},
+              "cpu": {"vendor": "GenuineIntel", "model": "11th Gen Intel(R) Core(TM) i7-1185G7", "microcode": "0xa4"}}
+    monkeypatch.setattr(hostcheck, "host_check", lambda conn, link=None: report)
+    facts = hostcheck.run_facts(None, link=object())  # type: ignore[arg-type]
+    assert facts["kernel"] == "6.99.0-lab" and facts["cpu"]["vendor_id"] == "GenuineIntel"
+    assert facts["harness_machine"]["kernel"] == platform.release()  # where klharness ran, kept apart

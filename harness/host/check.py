@@ -400,9 +400,16 @@ def run_facts(conn: Any | None, link: HostLink | None = None) -> dict[str, Any]:
     facts are then read there."""
     facts = hostfacts.collect(conn)
     try:
-        facts["host_check"] = host_check(conn, link=link)
+        facts["host_check"] = report = host_check(conn, link=link)
     except KlharnessError as err:
         facts["host_check"] = {"error": str(err)}
+        return facts
+    if report.get("facts_from", {}).get("via") == "ssh":  # the host's kernel and CPU, not this machine's
+        facts["harness_machine"] = {"kernel": facts.pop("kernel"), "cpu": facts.pop("cpu")}
+        cpu = report.get("cpu", {})
+        facts["kernel"] = report.get("kernel", {}).get("release")
+        facts["cpu"] = {"vendor_id": cpu.get("vendor"), "model name": cpu.get("model"),
+                        "microcode": cpu.get("microcode")}
     return facts
 
 

@@ -285,7 +285,7 @@ def _kvm(read: HostRead) -> dict[str, Any]:
     mods_text, sys_text = read.text("proc_modules"), read.text("sys_module")
     if mods_text is None and sys_text is None:
         why = read.get("sys_module").why
-        return {"dev_kvm": _exists(read, "dev_kvm"), "modules": [], "usable": False,
+        return {"dev_kvm": _exists(read, "dev_kvm"), "modules": [], "usable": None,  # unknown, not "no"
                 "reason": f"the kernel modules of {read.where} were not read: {why}",
                 "supported_cpuid": {"ok": False, "error": f"not read: {why}"}}
     modules = {ln.split()[0] for ln in (mods_text or "").splitlines() if ln.strip()}

@@ -151,9 +151,11 @@ class RunHosts:
         conn = connect_resilient(uri, timeout=self.timeouts.libvirt_connect)
         require_stable(conn, local=local, uri=redact_uri(uri))  # fail fast, not 106 creation timeouts
         reaped = [r.describe() for r in reap(conn, local=local)]  # a remote host: its dead runs' domains, volumes
-        accel = choose_accel(self.config.run.accel, local=local)
         keypair, probe = self._shared()
         facts = hostcheck.run_facts(conn, link=link)
+        # a remote host's own KVM facts, when they were read there, decide auto as ours do here
+        remote_kvm = None if local else facts.get("host_check", {}).get("kvm")
+        accel = choose_accel(self.config.run.accel, local=local, remote_kvm=remote_kvm)
         facts["accel"] = {"accel": accel.accel, "reason": accel.reason}
         facts["name"] = cfg.name
         self._checks[cfg.name] = facts.get("host_check", {})

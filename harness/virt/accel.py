@@ -10,9 +10,10 @@ everything else runs under TCG.  The reason travels into the results.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from harness.errors import CapabilityError, ConfigError
 
@@ -72,13 +73,15 @@ def kvm_usability(modules: set[str], dev_kvm: Path = Path("/dev/kvm")) -> tuple[
 
 
 def choose_accel(requested: str, *, local: bool = True, modules: set[str] | None = None,
-                 dev_kvm: Path = Path("/dev/kvm")) -> AccelChoice:
+                 dev_kvm: Path = Path("/dev/kvm"), remote_kvm: Mapping[str, Any] | None = None) -> AccelChoice:
     """Decide KVM or TCG for ``requested`` (auto | kvm | tcg).
 
     ``local`` is False for a remote libvirt URI: this host's modules say
-    nothing about the remote one, so ``auto`` falls back to TCG and ``kvm``
-    is trusted as the user's statement.  ``modules`` and ``dev_kvm`` are
-    injectable for tests.
+    nothing about the remote one.  ``remote_kvm`` is the remote host's own
+    ``kvm`` fact when it was read there (over its SSH link: ``usable`` and
+    ``reason``, judged like ours); without it ``auto`` falls back to TCG and
+    ``kvm`` is trusted as the user's statement.  ``modules`` and ``dev_kvm``
+    are injectable for tests.
 
     Raises CapabilityError when ``kvm`` is forced on a local host without
     usable KVM, ConfigError for an unknown request.
@@ -87,6 +90,13 @@ def choose_accel(requested: str, *, local: bool = True, modules: set[str] | None
         return AccelChoice(requested, "tcg", "TCG requested")
     if requested not in ("auto", "kvm"):
         raise ConfigError(f"accel {requested!r} is not one of auto, kvm, tcg")
+    if not local and remote_kvm is not None and isinstance(remote_kvm.get("usable"), bool):
+        why = str(remote_kvm.get("reason") or "")
+        if remote_kvm["usable"]:
+            return AccelChoice(requested, "kvm", f"KVM usable on the remote host (read there): {why}")
+        if requested == "kvm":
+            raise CapabilityError(f"accel 'kvm' was requested but KVM is not usable on the remote host: {why}")
+        return AccelChoice(requested, "tcg", f"remote host: KVM not usable ({why}); using TCG")
     if not local:
         if requested == "kvm":
             return AccelChoice(requested, "kvm", "KVM requested for a remote libvirt host (not verified from here)")
