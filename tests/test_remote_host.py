@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -274,3 +275,28 @@ lifecycle: [save-restore]
         assert not [d.name() for d in here.listAllDomains(0) if run_id in d.name()]
     finally:
         here.close()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("KLHARNESS_TEST_DEBIAN") != "1",
+                    reason="builds the debian image (about a minute); set KLHARNESS_TEST_DEBIAN=1")
+def test_a_disk_guest_boots_there_from_an_overlay_in_the_hosts_pool(link: HostLink, remote_conn: Any,
+                                                                     tmp_path: Path) -> None:
+    from harness.images import build_image
+
+    image = stage_image(remote_conn, build_image("debian"))
+    assert image.disk is not None and image.host_key is not None
+    keys = generate_keypair(tmp_path / "ssh", "klh-remote-disk")
+    guest = launch(remote_conn, GuestSpec(name="remote-disk", image="debian", memory_mib=512), image,
+                   run_id=RUN_ID, console_log=tmp_path / "console.log", timeouts=TIMEOUTS,
+                   fwcfg=[FwCfgEntry(FWCFG_AUTHORIZED_KEY, text=keys.public_line + "\n")],
+                   stage=functools.partial(stage_file, remote_conn, mode=0o600))
+    try:
+        overlay = guest.runtime.overlay
+        assert overlay is not None and str(overlay).startswith("/var/lib/libvirt/images/klharness/ovl-")
+        with Session.connect("127.0.0.1", guest.ssh_port, user=image.ssh_user, key=keys, host_key=image.host_key,
+                             timeouts=TIMEOUTS, deadline=180.0, dial=link.dial) as session:
+            assert session.run(["test", "-b", "/dev/vda"], check=True).ok
+    finally:
+        guest.teardown()
+    assert not [v for v in volumes(remote_conn) if v.startswith(f"ovl-{guest.name}-")]
