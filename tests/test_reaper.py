@@ -192,3 +192,14 @@ def test_reaper_removes_a_real_domain_tagged_with_a_dead_pid(real_conn: Any) -> 
         assert not guest.workdir.exists()
     finally:
         guest.teardown()
+
+
+def test_cleanup_config_cleans_every_real_host_of_a_config(tmp_path: Path) -> None:
+    cfg = tmp_path / "hosts.yaml"
+    cfg.write_text("hosts:\n  - {name: lab1, uri: 'qemu+ssh://root@lab1/system'}\n  - {name: peer, uri: local-peer}\n"
+                   "  - {name: sim, uri: sim-remote}\n  - {name: lab2, uri: 'qemu+libssh://root@lab2/system'}\n"
+                   "guests:\n  - name: g\n")
+    args = argparse.Namespace(config=str(cfg), uri=None)
+    # this machine first (its reaper also stops the local peer and simulated hosts of dead runs), then each lab
+    assert cleanup.uris(args) == ["qemu:///system", "qemu+ssh://root@lab1/system", "qemu+libssh://root@lab2/system"]
+    assert cleanup.uris(argparse.Namespace(config=None, uri=None)) == ["qemu:///system"]

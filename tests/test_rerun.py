@@ -288,3 +288,12 @@ def test_the_terminal_summary_says_which_kernel_each_guest_booted() -> None:
     assert "kl-a: VMM backend emulated, host local, kernel 6.1.192-klh, boot->ssh 3.2s" in text
     assert "kl-a-reboot: kernel 6.1.0-57-cloud-amd64, boot->ssh 3.2s (lifecycle guest)" in text
     assert "cloud: VMM backend emulated, host local, boot->ssh 3.2s" in text  # a disk image's kernel: not known
+
+
+def test_the_terminal_summary_names_a_host_left_out_and_teardown_failures() -> None:
+    record = RunRecord(run_id="r1", profile="emulated", guests={},
+                       hosts_down={"lab": "HostError: host root@lab:22 unreachable over SSH"},
+                       teardown_errors=("delete staged files (fw_cfg blobs, save images) on lab: VirtError: gone",))
+    text = summarize(record)
+    assert "host lab left out (its guests ran on the other hosts): HostError: host root@lab:22 unreachable" in text
+    assert "teardown: delete staged files (fw_cfg blobs, save images) on lab: VirtError: gone" in text

@@ -137,6 +137,10 @@ def summarize(record: RunRecord) -> str:
     if rerun is not None:
         only = " (its failed cells only)" if rerun.failed_only else ""
         lines.append(f"rerun of {rerun.run_id}{only}")
+    for host, why in sorted((record.hosts_down or {}).items()):
+        lines.append(f"host {host} left out (its guests ran on the other hosts): {why}")
+    for what in record.teardown_errors or ():
+        lines.append(f"teardown: {what}")
     for name in sorted(tests_by_guest):
         tests = tests_by_guest[name]
         counts = Counter(t.outcome for t in tests)
