@@ -191,7 +191,8 @@ def parse_kvm_cpuid(buf: bytes) -> dict[tuple[int, int], Regs]:
 
 def kvm_facts(modules: set[str] | None = None, dev_kvm: Path = Path("/dev/kvm")) -> dict[str, Any]:
     mods = loaded_modules() if modules is None else modules
-    return factparse.kvm_facts_from(mods, dev_kvm, kvm_supported_cpuid(dev_kvm) if dev_kvm.exists() else None)
+    present = dev_kvm.exists()
+    return factparse.kvm_facts_from(mods, str(dev_kvm), present, kvm_supported_cpuid(dev_kvm) if present else None)
 
 
 # -- QEMU and libvirt ----------------------------------------------------------------------------------------

@@ -3,20 +3,18 @@
 Why a module: :mod:`harness.host.check` reads this machine's files, :mod:`harness.host.remote_facts` reads a
 remote host's over SSH; both hand the same kinds of text (``/proc/cpuinfo``, a kernel config, ``/proc/crypto``,
 ``qemu -cpu help``, the probe's ``cpuid`` output) to these functions, so a fact means the same whichever host it
-came from.  :class:`FarFile` lets readers that take a ``Path`` read text that came over the wire.
+came from.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import re
-from pathlib import Path, PosixPath
 from typing import Any
 
 from harness.kl.cpuid import Regs
 from harness.kl.observations import parse_probe_output
-from harness.virt.accel import HARDWARE_KVM_MODULES, SOFTWARE_KVM_MODULES, kvm_usability
+from harness.virt.accel import HARDWARE_KVM_MODULES, SOFTWARE_KVM_MODULES, kvm_usability_of
 
 KCONFIG_OPTIONS = ("CONFIG_X86_KEYLOCKER", "CONFIG_X86_KL", "CONFIG_CRYPTO_AES_KL")
 KLOG_PATTERN = re.compile(r"key ?locker|aes-?kl|iwkey|loadiwkey|x86/kl\b|klhelper", re.IGNORECASE)
@@ -105,12 +103,13 @@ def crypto_facts_from(text: str) -> dict[str, Any]:
     return {"readable": True, "reason": None, "drivers": sorted(set(found))}
 
 
-def kvm_facts_from(modules: set[str], dev_kvm: Path, supported_cpuid: dict[str, Any] | None) -> dict[str, Any]:
-    """The ``kvm`` fact from the loaded modules, ``/dev/kvm`` (asked whether it exists) and what
+def kvm_facts_from(modules: set[str], dev_kvm: str, present: bool,
+                   supported_cpuid: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``kvm`` fact from the loaded modules, whether ``dev_kvm`` exists, and what
     ``KVM_GET_SUPPORTED_CPUID`` answered (None: not asked because /dev/kvm does not exist)."""
-    usable, why = kvm_usability(modules, dev_kvm)
+    usable, why = kvm_usability_of(modules, dev_kvm=dev_kvm, present=present)
     backed = [m for m in (*HARDWARE_KVM_MODULES, *SOFTWARE_KVM_MODULES) if m in modules]
-    facts: dict[str, Any] = {"dev_kvm": dev_kvm.exists(), "modules": backed, "usable": usable, "reason": why}
+    facts: dict[str, Any] = {"dev_kvm": present, "modules": backed, "usable": usable, "reason": why}
     facts["supported_cpuid"] = supported_cpuid if facts["dev_kvm"] and supported_cpuid is not None else \
         {"ok": False, "error": f"{dev_kvm} does not exist"}
     return facts
@@ -128,25 +127,3 @@ def qemu_facts_from(binary: str, version_out: str, help_out: str, names: tuple[s
     flags = parse_cpu_flags(help_out)
     return {"ok": True, "binary": binary, "version": version, "cpu_flags": len(flags),
             "kl_names": sorted(n for n in names if n in flags), "looked_for": list(names)}
-
-
-class FarFile(PosixPath):
-    """A file of the far host as the facts script found it, for readers that take a local Path and may not be
-    changed for this (:func:`harness.host.facts.cpu_model` reads it, :func:`harness.virt.accel.kvm_usability`
-    asks whether it exists).  ``far_text`` None: it does not exist or could not be read there."""
-
-    far_text: str | None = None
-
-    def exists(self) -> bool:
-        return self.far_text is not None
-
-    def read_text(self, encoding: str | None = None, errors: str | None = None) -> str:
-        if self.far_text is None:
-            raise FileNotFoundError(errno.ENOENT, "not readable on the remote host", str(self))
-        return self.far_text
-
-
-def far_file(path: str, text: str | None) -> FarFile:
-    f = FarFile(path)
-    f.far_text = text
-    return f

@@ -16,17 +16,26 @@ from harness.redact import redact_uri
 
 
 def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, str]:
+    """This machine's CPU from ``cpuinfo`` ({} when it cannot be read)."""
+    try:
+        return cpu_model_of(cpuinfo.read_text())
+    except OSError:
+        return {}
+
+
+def cpu_model_of(cpuinfo: str) -> dict[str, str]:
+    """Vendor, model, microcode and the flags klharness cares about, from ``/proc/cpuinfo``'s text (here or
+    read on a remote host)."""
     facts: dict[str, str] = {}
-    with contextlib.suppress(OSError):
-        for line in cpuinfo.read_text().splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip()
-            if key in ("model name", "microcode", "vendor_id") and key not in facts:
-                facts[key] = value.strip()
-            if key == "flags" and "flags" not in facts:
-                flags = set(value.split())
-                facts["cpuid_fault"] = "yes" if "cpuid_fault" in flags else "no"
-                facts["aes"] = "yes" if "aes" in flags else "no"
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key in ("model name", "microcode", "vendor_id") and key not in facts:
+            facts[key] = value.strip()
+        if key == "flags" and "flags" not in facts:
+            flags = set(value.split())
+            facts["cpuid_fault"] = "yes" if "cpuid_fault" in flags else "no"
+            facts["aes"] = "yes" if "aes" in flags else "no"
     return facts
 
 

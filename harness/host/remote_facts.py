@@ -34,7 +34,6 @@ from harness.host.factparse import (
     cpu_summary,
     cpuid_from_probe,
     crypto_facts_from,
-    far_file,
     kernel_config_from,
     kernel_config_missing,
     kernel_log_from,
@@ -42,7 +41,7 @@ from harness.host.factparse import (
     module_support_from,
     qemu_facts_from,
 )
-from harness.host.facts import cpu_model
+from harness.host.facts import cpu_model_of
 from harness.timeouts import active as active_timeouts
 
 if TYPE_CHECKING:
@@ -229,7 +228,7 @@ def remote_cpuid(link: Shell, machine: str | None,
 
 def _cpu(read: HostRead) -> dict[str, Any]:
     text = read.text("cpuinfo")
-    cpu = cpu_summary(cpu_model(far_file("/proc/cpuinfo", text)))
+    cpu = cpu_summary(cpu_model_of(text or ""))
     if text is None:
         cpu["reason"] = f"/proc/cpuinfo not read: {read.get('cpuinfo').why}"
     return cpu
@@ -290,11 +289,10 @@ def _kvm(read: HostRead) -> dict[str, Any]:
                 "supported_cpuid": {"ok": False, "error": f"not read: {why}"}}
     modules = {ln.split()[0] for ln in (mods_text or "").splitlines() if ln.strip()}
     modules |= {ln.strip() for ln in (sys_text or "").splitlines() if ln.strip()}
-    dev_kvm = far_file("/dev/kvm", "" if _exists(read, "dev_kvm") else None)
     supported = {"ok": False, "read_remotely": False,
                  "error": f"KVM_GET_SUPPORTED_CPUID is an ioctl on /dev/kvm: not read over SSH from {read.where} "
                           "(run `klharness host-check` on the lab host itself for it)"}
-    return kvm_facts_from(modules, dev_kvm, supported)
+    return kvm_facts_from(modules, "/dev/kvm", _exists(read, "dev_kvm") is True, supported)
 
 
 def _qemu(read: HostRead, names: tuple[str, ...]) -> dict[str, Any]:

@@ -60,8 +60,13 @@ def loaded_modules(proc_modules: Path = Path("/proc/modules"), sys_module: Path 
 
 def kvm_usability(modules: set[str], dev_kvm: Path = Path("/dev/kvm")) -> tuple[bool, str]:
     """Whether hardware KVM is usable here, with a one-line reason either way."""
+    return kvm_usability_of(modules, dev_kvm=str(dev_kvm), present=dev_kvm.exists())
+
+
+def kvm_usability_of(modules: set[str], *, dev_kvm: str, present: bool) -> tuple[bool, str]:
+    """The same judgement from facts read anywhere (a remote host's modules and whether its /dev/kvm exists)."""
     hw = [m for m in HARDWARE_KVM_MODULES if m in modules]
-    if hw and dev_kvm.exists():
+    if hw and present:
         return True, f"hardware KVM module {hw[0]} loaded and {dev_kvm} present"
     if hw:
         return False, f"module {hw[0]} loaded but {dev_kvm} is missing"
