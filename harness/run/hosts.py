@@ -10,8 +10,6 @@ once, then says which host boots which guest.
 from __future__ import annotations
 
 import functools
-import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -36,7 +34,7 @@ from harness.timeouts import Timeouts
 from harness.virt.accel import choose_accel
 from harness.virt.capcache import require_stable
 from harness.virt.connection import connect_resilient, is_local
-from harness.virt.metadata import process_start
+from harness.virt.metadata import owner_tag
 from harness.virt.peer import run_peer
 from harness.virt.reaper import reap
 from harness.virt.registry import RunGuests
@@ -169,9 +167,7 @@ class RunHosts:
         # a remote host shares no files with us: everything a guest reads is staged there
         stage = functools.partial(_stage_private, conn) if cfg.stage_files or not local else None
         if stage is not None:
-            owner = {"run_id": self.run_id, "pid": os.getpid(), "pid_start": process_start(os.getpid()),
-                     "host": socket.gethostname()}
-            tag_run(conn, self.run_id, owner, private_runtime_dir(self.run_id))
+            tag_run(conn, self.run_id, owner_tag(self.run_id), private_runtime_dir(self.run_id))
         ctx = RunContext(self.run_id, conn, keypair, self.timeouts, self.registry, probe, accel,
                          self.results / "guests", stage, self.progress, link.dial if link else tcp_dial)
         took = time.monotonic() - start

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -31,7 +30,7 @@ from harness.virt.connection import is_no_domain, libvirt_error
 from harness.virt.console import ConsoleLog
 from harness.virt.console_stream import ConsolePump
 from harness.virt.domain_xml import DomainRuntime
-from harness.virt.metadata import RunMetadata, process_start
+from harness.virt.metadata import RunMetadata, owner_tag
 from harness.virt.spec import GuestSpec
 from harness.wait import Deadline
 
@@ -70,8 +69,7 @@ def make_workdir(domain_name: str, run_id: str, root: Path | None = None) -> Pat
                         "(or a dead run left it; run `klharness cleanup`)")
     path.mkdir(mode=0o711)
     path.chmod(0o711)  # traversable by libvirt-qemu, not listable
-    tag = {"run_id": run_id, "pid": os.getpid(), "pid_start": process_start(os.getpid()),
-           "host": socket.gethostname(), "domain": domain_name}
+    tag = owner_tag(run_id, domain=domain_name)
     (path / WORKDIR_MARKER).write_text(json.dumps(tag) + "\n")
     return path
 

@@ -12,8 +12,10 @@ import os
 import socket
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 NS = "https://klharness.invalid/xmlns/domain/1"
 PREFIX = "klh"
@@ -84,6 +86,19 @@ def process_start(pid: int) -> str:
     if fields[0] in ("Z", "X"):
         return ""  # a zombie (a killed harness its parent has not reaped yet) is not alive
     return fields[19]
+
+
+def owner_tag(run_id: str, **extra: str) -> dict[str, Any]:
+    """Who made a thing of run ``run_id`` that is not a domain (a work directory, a remote pool's run tag, a
+    simulated host): this process, its start time and this host — what :func:`harness_alive` checks."""
+    return {"run_id": run_id, "pid": os.getpid(), "pid_start": process_start(os.getpid()),
+            "host": socket.gethostname(), **extra}
+
+
+def owner_of(tag: Mapping[str, Any]) -> RunMetadata:
+    """The owner an :func:`owner_tag` names, as the metadata :func:`harness_alive` and the reaper judge."""
+    return RunMetadata(run_id=str(tag.get("run_id", "")), guest="", spec_key="", harness_pid=int(tag.get("pid", 0)),
+                       pid_start=str(tag.get("pid_start", "")), host=str(tag.get("host", "")))
 
 
 def harness_alive(meta: RunMetadata) -> bool:

@@ -26,7 +26,7 @@ from harness.timeouts import DEFAULT_TIMEOUTS, Timeouts
 from harness.virt.bounded import bounded
 from harness.virt.connection import is_no_domain, libvirt_error
 from harness.virt.guest import UNDEFINE_FLAGS, WORKDIR_MARKER, runtime_root
-from harness.virt.metadata import DOMAIN_PREFIX, Reaped, RunMetadata, harness_alive
+from harness.virt.metadata import DOMAIN_PREFIX, Reaped, RunMetadata, harness_alive, owner_of
 from harness.virt.peer import reap_peers
 from harness.virt.simhost import reap_sim_hosts
 from harness.virt.storage import RUN_VOLUME_KINDS, delete_volumes, run_tags, run_volume_prefixes
@@ -101,8 +101,7 @@ def reap_volumes(conn: Any, *, run_id: str | None = None, everything: bool = Fal
     """
     out: list[Reaped] = []
     for tagged_run, owner in sorted(run_tags(conn).items()):
-        meta = RunMetadata(run_id=tagged_run, guest="", spec_key="", harness_pid=int(owner.get("pid", 0)),
-                           pid_start=str(owner.get("pid_start", "")), host=str(owner.get("host", "")))
+        meta = owner_of({**owner, "run_id": tagged_run})
         reason = _select(meta, f"{DOMAIN_PREFIX}{tagged_run}-", run_id, everything)
         if reason is None:
             continue
@@ -176,9 +175,7 @@ def _reap_workdirs(root: Path, run_id: str | None, everything: bool, skip: set[s
             tag = json.loads(marker.read_text())
         except (OSError, ValueError):
             continue
-        meta = RunMetadata(run_id=str(tag.get("run_id", "")), guest="", spec_key="",
-                           harness_pid=int(tag.get("pid", 0)), pid_start=str(tag.get("pid_start", "")),
-                           host=str(tag.get("host", "")))
+        meta = owner_of(tag)
         reason = _select(meta, wd.name, run_id, everything)
         if reason is None or (everything and meta.harness_pid == os.getpid()):
             continue

@@ -25,7 +25,7 @@ from harness.errors import CommandError, HostError
 from harness.paths import REPO_DIR
 from harness.timeouts import Timeouts
 from harness.timeouts import active as active_timeouts
-from harness.virt.metadata import process_start
+from harness.virt.metadata import harness_alive, owner_of, owner_tag
 from harness.virt.ports import free_loopback_port
 
 log = logging.getLogger(__name__)
@@ -82,8 +82,7 @@ def start_sim_host(run_id: str, host: str, *, timeouts: Timeouts) -> SimHost:
         except CommandError as err:
             raise HostError(f"hosts[{host}]: the simulated remote host did not start: {err}") from err
         state = Path(out.stdout.strip().splitlines()[-1])
-        (state / OWNER_FILE).write_text(json.dumps({"run_id": run_id, "pid": os.getpid(),
-                                                    "pid_start": process_start(os.getpid())}) + "\n")
+        (state / OWNER_FILE).write_text(json.dumps(owner_tag(run_id)) + "\n")
         known = keydir / "known_hosts"
         key_type, key_blob = (state / "host_key.pub").read_text().split()[:2]
         known.write_text(f"[127.0.0.1]:{port} {key_type} {key_blob}\n")
@@ -127,7 +126,7 @@ def reap_sim_hosts() -> list[str]:
             owner = json.loads((state / OWNER_FILE).read_text())
         except (OSError, ValueError):
             continue  # not started by a run (scripts or tests own those)
-        if process_start(int(owner.get("pid", 0))) == owner.get("pid_start"):
+        if harness_alive(owner_of(owner)):
             continue
         if not stop_sim_host(state.name):
             stopped.append(state.name)
