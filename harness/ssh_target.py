@@ -21,6 +21,17 @@ DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
 REFUSED_VERIFY = {"no_verify": ("1",), "known_hosts_verify": ("ignore", "auto")}
 
 
+def unverified_host_keys(uri: str) -> str | None:
+    """Why ``uri`` is refused when it asks libvirt not to check the host key, or None."""
+    query = parse_qs(urlsplit(uri).query)
+    for key, refused in REFUSED_VERIFY.items():
+        if any(v in refused for v in query.get(key, ())):
+            return (f"{redact_uri(uri)} sets {key}={query[key][0]}: klharness never accepts an unknown host key; "
+                    "pin it with known_hosts=FILE (ssh-keyscan the host once and check the fingerprint) and drop "
+                    "the option")
+    return None
+
+
 @dataclass(frozen=True)
 class SshTarget:
     """Where and how to log in to a libvirt host, read off its URI."""
@@ -50,11 +61,8 @@ class SshTarget:
         if not parts.hostname:
             raise ConfigError(f"{field}: {redact_uri(uri)} names no host (qemu+ssh://root@HOST/system)")
         query = parse_qs(parts.query)
-        for key, refused in REFUSED_VERIFY.items():
-            if any(v in refused for v in query.get(key, ())):
-                raise ConfigError(f"{field}: {redact_uri(uri)} sets {key}={query[key][0]}: klharness never "
-                                  "accepts an unknown host key; pin it with known_hosts=FILE (ssh-keyscan the "
-                                  "host once and check the fingerprint) and drop the option")
+        if refused := unverified_host_keys(uri):
+            raise ConfigError(f"{field}: {refused}")
         home = Path.home()
         keyfile = Path(query["keyfile"][0]) if "keyfile" in query else None
         known = Path(query["known_hosts"][0]) if "known_hosts" in query else home / ".ssh" / "known_hosts"

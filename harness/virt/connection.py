@@ -37,7 +37,7 @@ def silence_libvirt_stderr() -> None:
 def connect(uri: str = DEFAULT_URI, *, timeout: float = DEFAULT_TIMEOUTS.libvirt_connect) -> Any:
     """Open ``uri`` read-write, or raise HostError saying how to start the daemon."""
     silence_libvirt_stderr()
-    if needs_event_loop(uri):
+    if not is_local(uri):  # a remote guest's console is a libvirt stream, which needs libvirt's event loop
         from harness.virt.console_stream import ensure_event_loop
 
         ensure_event_loop()  # before opening: a connection opened earlier never sees the loop
@@ -76,10 +76,6 @@ def is_local(uri: str) -> bool:
         return False
     return parts.hostname in (None, "", "localhost", "127.0.0.1", "::1")
 
-
-def needs_event_loop(uri: str) -> bool:
-    """A remote daemon: its guests' consoles are libvirt streams, which need libvirt's event loop."""
-    return not is_local(uri)
 
 
 _UNKNOWN_FEATURE = re.compile(r"unknown CPU feature:?\s*'?([\w.-]+)", re.IGNORECASE)
