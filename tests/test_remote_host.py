@@ -150,7 +150,18 @@ def test_a_disk_image_is_staged_once_and_each_guest_gets_an_overlay_there(
     image = ImageArtifact(name="disktest", key="k" * 64, directory=tmp_path, disk=disk)
     staged = stage_image(remote_conn, image)
     assert staged.disk is not None and str(staged.disk).startswith("/var/lib/libvirt/images/klharness/img-")
+    uploaded = remote_conn.storageVolLookupByPath(str(staged.disk)).key()
+    first = ET.fromstring(remote_conn.storageVolLookupByPath(str(staged.disk)).XMLDesc(0)).findtext(
+        "target/timestamps/mtime")
+    remote_conn.storagePoolLookupByName(POOL_NAME).refresh(0)  # the pool now knows the base as qcow2
     assert stage_image(remote_conn, image).disk == staged.disk  # by content: the second run uploads nothing
+    again = remote_conn.storageVolLookupByPath(str(staged.disk))
+    assert again.key() == uploaded and ET.fromstring(again.XMLDesc(0)).findtext("target/timestamps/mtime") == first
+    # an upload that was cut short leaves no marker: the next run uploads again instead of trusting it
+    remote_conn.storagePoolLookupByName(POOL_NAME).storageVolLookupByName(f"{staged.disk.name}.staged").delete(0)
+    stage_image(remote_conn, image)
+    redone = remote_conn.storageVolLookupByPath(str(staged.disk))
+    assert ET.fromstring(redone.XMLDesc(0)).findtext("target/timestamps/mtime") != first
     overlay = create_overlay_volume(remote_conn, staged.disk, f"ovl-klh-{RUN_ID}-g-overlay.qcow2")
     try:
         vol = remote_conn.storageVolLookupByPath(str(overlay))

@@ -10,6 +10,7 @@ secret) are created 0600 and deleted with the guest's run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -99,22 +100,46 @@ def ensure_pool(conn: Any) -> Any:
             raise VirtError(f"creating storage pool {POOL_NAME!r} at {POOL_PATH} on {conn.getURI()}: "
                             f"{err.get_error_message()}") from err
     if not pool.isActive():
-        pool.create(0)
-    pool.refresh(0)
+        pool.create(0)  # starting a dir pool scans it: the volumes of earlier runs are known from here on
     return pool
 
 
-def stage_file(conn: Any, local: Path, volume: str, *, mode: int = 0o644) -> Path:
-    """Upload ``local`` as volume ``volume`` (reused when it exists with the same size); its path on the host."""
+def stage_file(conn: Any, local: Path, volume: str, *, mode: int = 0o644, reuse: bool = False) -> Path:
+    """Upload ``local`` as volume ``volume``; its path on the host.
+
+    ``reuse``: the name says the content (an image file named by its content key), so a volume that
+    was uploaded whole before — its ``<volume>.staged`` marker exists and its file has ``local``'s size —
+    is used as it is.  The size is the file's (``physical``), not the capacity, which for an uploaded
+    qcow2 is its virtual size once the pool has probed it.  Without ``reuse`` any old volume of that
+    name is replaced.
+    """
     pool = ensure_pool(conn)
     size = local.stat().st_size
+    marker = f"{volume}.staged"
+    if reuse and _file_size(pool, volume) == size and _file_size(pool, marker) is not None:
+        return Path(pool.storageVolLookupByName(volume).path())
+    for old in (volume, marker):
+        with contextlib.suppress(libvirt.libvirtError):
+            pool.storageVolLookupByName(old).delete(0)
+    vol = _upload(conn, pool, local, volume, mode)
+    if reuse:  # only now: an upload cut short leaves no marker, so the next run uploads again
+        _create_raw(pool, marker, 0, mode)
+    log.info("staged %s on %s as %s", local.name, conn.getURI(), vol.path())
+    return Path(vol.path())
+
+
+def _file_size(pool: Any, volume: str) -> int | None:
+    """The size of a volume's file (``physical``; -1 when libvirt gives none, as for an empty file), or None
+    when the pool has no such volume."""
     try:
         vol = pool.storageVolLookupByName(volume)
-        if vol.info()[1] == size:
-            return Path(vol.path())
-        vol.delete(0)
+        desc = ET.fromstring(vol.XMLDesc(0))  # noqa: S314 - XML from the host's libvirt daemon
+        return int(desc.findtext("physical") or -1)
     except libvirt.libvirtError:
-        pass
+        return None
+
+
+def _create_raw(pool: Any, volume: str, size: int, mode: int) -> Any:
     xml = ET.Element("volume")
     ET.SubElement(xml, "name").text = volume
     ET.SubElement(xml, "capacity", unit="bytes").text = str(size)
@@ -122,8 +147,13 @@ def stage_file(conn: Any, local: Path, volume: str, *, mode: int = 0o644) -> Pat
     ET.SubElement(target, "format", type="raw")
     perms = ET.SubElement(target, "permissions")
     ET.SubElement(perms, "mode").text = f"{mode:04o}"
+    return pool.createXML(ET.tostring(xml, encoding="unicode"), 0)
+
+
+def _upload(conn: Any, pool: Any, local: Path, volume: str, mode: int) -> Any:
+    size = local.stat().st_size
     try:
-        vol = pool.createXML(ET.tostring(xml, encoding="unicode"), 0)
+        vol = _create_raw(pool, volume, size, mode)
         stream = conn.newStream(0)
         vol.upload(stream, 0, size, 0)
         with local.open("rb") as f:
@@ -131,14 +161,14 @@ def stage_file(conn: Any, local: Path, volume: str, *, mode: int = 0o644) -> Pat
         stream.finish()
     except libvirt.libvirtError as err:
         raise VirtError(f"uploading {local} to {conn.getURI()} pool {POOL_NAME}: {err.get_error_message()}") from err
-    log.info("staged %s on %s as %s", local.name, conn.getURI(), vol.path())
-    return Path(vol.path())
+    return vol
 
 
 def create_overlay_volume(conn: Any, base: Path, volume: str) -> Path:
     """A qcow2 overlay volume in the host's pool on the staged base disk ``base`` (its size is the base's: the
     pool probes the uploaded file's format); the base is never written.  Its path on the host."""
     pool = ensure_pool(conn)
+    pool.refresh(0)  # the base as the pool probes it (qcow2, its virtual size), for the overlay to take
     xml = ET.Element("volume")
     ET.SubElement(xml, "name").text = volume
     target = ET.SubElement(xml, "target")
@@ -164,6 +194,7 @@ def delete_named_volumes(conn: Any, names: list[str]) -> list[str]:
     gone: list[str] = []
     try:
         pool = conn.storagePoolLookupByName(POOL_NAME)
+        pool.refresh(0)  # a save image is written by libvirt's save, not through the pool: find it
     except libvirt.libvirtError:
         return gone
     errors = []
@@ -210,5 +241,5 @@ def stage_image(conn: Any, image: ImageArtifact) -> ImageArtifact:
         path = getattr(image, field, None)
         if path is not None:
             digest = hashlib.sha256(f"{image.key}/{path.name}".encode()).hexdigest()[:16]
-            changes[field] = stage_file(conn, path, f"img-{image.name}-{digest}-{path.name}")
+            changes[field] = stage_file(conn, path, f"img-{image.name}-{digest}-{path.name}", reuse=True)
     return dataclasses.replace(image, features=image.features | {STAGED_FEATURE}, **changes)
