@@ -32,6 +32,7 @@ from harness.virt.console_stream import ConsolePump
 from harness.virt.domain_xml import DomainRuntime
 from harness.virt.metadata import RunMetadata, owner_tag
 from harness.virt.spec import GuestSpec
+from harness.virt.storage import POOL_PATH, delete_named_volumes, run_volume
 from harness.wait import Deadline
 
 log = logging.getLogger(__name__)
@@ -211,8 +212,6 @@ class Guest:
         """Where a save image goes: the work directory here, the host's ``klharness`` pool on a remote host
         (named after the run, so the run's end deletes it with the other staged files)."""
         if self.runtime.remote_host:
-            from harness.virt.storage import POOL_PATH, run_volume
-
             volume = run_volume("save", self.name, "saved.img")
             if volume not in self.volumes:
                 self.volumes.append(volume)
@@ -223,8 +222,6 @@ class Guest:
         """fw_cfg files as the host sees them: ours, or uploaded 0600 into a host that cannot read ours."""
         if self.stage is None:
             return entries
-        from harness.virt.storage import run_volume
-
         staged = []
         for n, p in entries:
             volume = run_volume("fw", self.name, p.name)
@@ -235,8 +232,6 @@ class Guest:
     def remove_volumes(self) -> None:
         """Delete this guest's own volumes on a remote host (fw_cfg blobs, save image, overlay)."""
         if self.volumes:
-            from harness.virt.storage import delete_named_volumes
-
             delete_named_volumes(self.conn, self.volumes)
             self.volumes = []
 

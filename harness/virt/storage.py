@@ -34,8 +34,9 @@ OWNER_TAG = "owner.json"
 
 
 def run_volume(kind: str, domain: str, name: str) -> str:
-    """A run's own volume (``fw``: a fw_cfg blob, ``save``: a save image), named so that the run's end can
-    find it: ``<kind>-<domain>-<name>``, and the domain is ``klh-<run>-<guest>``."""
+    """A run's own volume (one of RUN_VOLUME_KINDS: a fw_cfg blob, a save image, an overlay, the run's tag),
+    named so that the run's end can find it: ``<kind>-<domain>-<name>``, and the domain is
+    ``klh-<run>-<guest>``."""
     return f"{kind}-{domain}-{name}"
 
 
